@@ -1,0 +1,36 @@
+"""SaliencyTrust core: can a classifier's saliency map be trusted to localize an abnormality?
+
+Plain Python (no ``slicer``, ``qt``, ``ctk`` or ``vtk`` import anywhere in this package), used by
+the CLI (``saliency-trust``), the MONAI bundle (``MonaiBundle/``) and the 3D Slicer module.
+
+Public entry points (imported lazily so that ``import SaliencyTrustLib`` stays cheap):
+
+* :func:`compute_saliency`, :func:`available_methods` - the saliency engine
+  (``SaliencyTrustLib.saliency``).
+* :mod:`SaliencyTrustLib.metrics` - AUPRC, SSIM and friends; :mod:`SaliencyTrustLib.criteria` - the
+  four trust criteria and the scorecard.
+* :mod:`SaliencyTrustLib.io` - DICOM / NIfTI / ground truth readers and writers, DICOMweb.
+* :class:`SaliencyTrustLib.image.ImageVolume` - the in-memory image model (axis order ``(K, J, I)``,
+  LPS geometry).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "compute_saliency": "SaliencyTrustLib.saliency",
+    "available_methods": "SaliencyTrustLib.saliency",
+    "ImageVolume": "SaliencyTrustLib.image",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'SaliencyTrustLib' has no attribute {name!r}")

@@ -15,6 +15,7 @@ from typing import List, Optional
 
 #: (command, module, one-line help). Modules are imported lazily.
 COMMANDS = [
+    ("synth", "SaliencyTrustLib.io.synth", "write the synthetic DICOM/NIfTI cohort with its ground truth and datalist"),
 ]
 
 

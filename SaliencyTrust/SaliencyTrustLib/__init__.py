@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "compute_saliency": "SaliencyTrustLib.saliency",
     "available_methods": "SaliencyTrustLib.saliency",
+    "SaliencyMethod": "SaliencyTrustLib.saliency",
     "ImageVolume": "SaliencyTrustLib.image",
 }
 

@@ -1,0 +1,135 @@
+"""Public entry points: :func:`compute_saliency` and :class:`SaliencyMethod`."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Union
+
+import numpy as np
+import torch
+
+from .engine import explaining, model_device_dtype
+from .postprocess import POSTPROCESSORS, postprocess as apply_postprocess
+from .presets import preset_params
+from .registry import get_method
+from .validation import TargetLike, as_image_batch
+
+ArrayLike = Union[np.ndarray, torch.Tensor]
+
+
+def _check_params(method: str, params: Dict[str, Any]) -> None:
+    allowed = get_method(method).parameters()
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise TypeError(f"saliency method {method!r} has no parameter(s) {unknown}; "
+                        f"its parameters are {list(allowed)}.")
+
+
+def _check_postprocess(postprocess: Optional[str]) -> str:
+    name = "none" if postprocess is None else postprocess
+    if name not in POSTPROCESSORS:
+        raise ValueError(f"postprocess must be one of {sorted(POSTPROCESSORS)}; got {postprocess!r}.")
+    return name
+
+
+def compute_saliency(model: torch.nn.Module, images: ArrayLike, method: str, target: TargetLike = None,
+                     postprocess: Optional[str] = "paper", *, preset: Optional[str] = "paper",
+                     return_targets: bool = False, **params: Any):
+    """Saliency maps of a batch of images for a classifier.
+
+    Args:
+        model: a ``torch.nn.Module`` returning pre-softmax logits ``(B, classes)``. It is run in
+            eval mode (BatchNorm running statistics, no dropout) and left as it was found:
+            training flags restored, hooks removed, weights and ``.grad`` untouched.
+        images: ``(B, C, *spatial)`` tensor or numpy array, 2D ``(B, C, H, W)`` or 3D
+            ``(B, C, D, H, W)`` (for ImageVolume arrays: ``(K, J, I)`` = ``(D, H, W)``). Not
+            modified. Moved to the model's device for the computation.
+        method: a name from :func:`available_methods`.
+        target: class explained per sample: ``None`` (the predicted class, ``argmax`` of the
+            logits of the unperturbed image), an int, or one int per sample.
+        postprocess: ``"paper"`` -> ``(B, *spatial)`` float32 in ``[0, 1]`` (abs, channel sum,
+            99th-percentile clip, min-max); ``"none"`` -> signed ``(B, C, *spatial)``;
+            ``"abs_sum"`` -> ``(B, *spatial)``. See :mod:`.postprocess`.
+        preset: ``"paper"`` (the study's settings, default), ``"captum"`` (captum's defaults) or
+            ``None`` (the method function's own defaults); see :mod:`.presets`.
+        return_targets: also return the explained class of each sample.
+        **params: the method's own parameters (captum's names where captum has them:
+            ``n_steps``, ``baselines``, ``nt_samples``, ``stdevs``, ``nt_type``, ``layer``,
+            ``sliding_window_shapes``, ``strides``, ``internal_batch_size``, ``seed``...); they
+            override the preset.
+
+    Returns:
+        maps of the same type as ``images`` (numpy array, or tensor on ``images``' device), float32,
+        spatial shape equal to the input's; with ``return_targets`` a tuple ``(maps, targets)``
+        (targets: numpy int64 ``(B,)``).
+
+    Raises:
+        ValueError / TypeError: bad images (rank, NaN), model output not ``(B, classes)``, target
+        out of range, unknown method, layer or parameter; the message says which and how to fix.
+    """
+    spec = get_method(method)
+    post = _check_postprocess(postprocess)
+    merged = {**preset_params(preset, method), **params}
+    _check_params(method, merged)
+    x, was_numpy = as_image_batch(images)
+    device, dtype = model_device_dtype(model)
+    x = x.to(device=device, dtype=dtype)
+    with explaining(model):
+        raw, targets = spec.function(model, x, target, **merged)
+    maps = apply_postprocess(raw.detach(), post).to(torch.float32)
+    if was_numpy:
+        result: ArrayLike = maps.cpu().numpy()
+    else:
+        result = maps.to(images.device)
+    if return_targets:
+        return result, targets.detach().cpu().numpy().astype(np.int64)
+    return result
+
+
+class SaliencyMethod:
+    """A configured saliency method, callable as ``method(model, images, target=None) -> maps``.
+
+    Constructible from plain keyword arguments, so a MONAI bundle config can build it::
+
+        {"_target_": "SaliencyTrustLib.saliency.SaliencyMethod", "method": "smoothgrad",
+         "preset": "paper", "postprocess": "paper", "nt_samples": 25}
+
+    Args:
+        method: a name from :func:`available_methods`.
+        preset: ``"paper"``, ``"captum"`` or ``None`` (see :func:`compute_saliency`).
+        postprocess: ``"paper"``, ``"none"`` or ``"abs_sum"``.
+        **params: the method's parameters; checked here, so a bad config fails at construction.
+    """
+
+    def __init__(self, method: str, preset: Optional[str] = "paper", postprocess: Optional[str] = "paper",
+                 **params: Any) -> None:
+        get_method(method)
+        self.method = method
+        self.preset = preset
+        self.postprocess = _check_postprocess(postprocess)
+        preset_params(preset, method)  # validates the preset name
+        _check_params(method, params)
+        self.params = dict(params)
+
+    @property
+    def name(self) -> str:
+        """The registry name of the method."""
+        return self.method
+
+    @property
+    def settings(self) -> Dict[str, Any]:
+        """The method's effective parameters: preset merged with the explicit ones."""
+        return {**preset_params(self.preset, self.method), **self.params}
+
+    def __call__(self, model: torch.nn.Module, images: ArrayLike, target: TargetLike = None):
+        return compute_saliency(model, images, self.method, target, self.postprocess,
+                                preset=self.preset, **self.params)
+
+    def to_config(self) -> Dict[str, Any]:
+        """A JSON-serializable ``_target_`` config that rebuilds this object."""
+        return {"_target_": f"{__package__}.SaliencyMethod", "method": self.method, "preset": self.preset,
+                "postprocess": self.postprocess, **self.params}
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {k}={v!r}" for k, v in self.params.items())
+        return (f"SaliencyMethod({self.method!r}, preset={self.preset!r}, "
+                f"postprocess={self.postprocess!r}{extra})")

@@ -1,0 +1,1399 @@
+"""SaliencyTrust: review a classifier's saliency maps and whether they can be trusted, in 3D Slicer.
+
+One file with the four classes of a Slicer scripted module (the extension template's shape):
+
+* :class:`SaliencyTrust` - module metadata.
+* :class:`SaliencyTrustWidget` - binds ``Resources/UI/SaliencyTrust.ui`` to a parameter node
+  (:class:`SaliencyTrustParameterNode`); it computes nothing.
+* :class:`SaliencyTrustLogic` - converts between MRML nodes and the core's arrays and calls
+  ``SaliencyTrustLib`` (saliency engine, metrics, criteria, writers). The only arithmetic here is
+  geometry conversion: IJK <-> RAS through the volume's ``IJKToRAS`` matrix, RAS <-> LPS for the
+  core's :class:`~SaliencyTrustLib.image.ImageVolume`, ROI boxes to IJK masks, segmentations
+  exported on the volume's grid, maps resampled between the model grid and the volume grid.
+* :class:`SaliencyTrustTest` - exercises the whole module inside a running Slicer.
+
+Conventions: voxel arrays are ``(K, J, I)`` like ``slicer.util.arrayFromVolume``; the core works in
+LPS, MRML in RAS. Heavy work (model inference, saliency, randomization) runs in a worker thread in
+steps; every change to the MRML scene is applied on the GUI thread by a ``qt.QTimer`` that polls
+the worker, so the GUI stays responsive and Cancel takes effect between steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any, Callable, Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+import qt
+import slicer
+import vtk
+from slicer import (
+    vtkMRMLMarkupsROINode,
+    vtkMRMLPlotChartNode,
+    vtkMRMLScalarVolumeNode,
+    vtkMRMLSegmentationNode,
+    vtkMRMLTableNode,
+)
+from slicer.i18n import tr as _
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+# The core package lives next to this file (SaliencyTrust/SaliencyTrustLib); Slicer puts a
+# scripted module's folder on sys.path, this makes the same true when the file is imported by path.
+_MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
+if _MODULE_DIR not in sys.path:
+    sys.path.insert(0, _MODULE_DIR)
+
+#: Default model: the MONAI bundle of this repository (``MonaiBundle/`` beside ``SaliencyTrust/``).
+DEFAULT_BUNDLE_DIR = os.path.join(os.path.dirname(_MODULE_DIR), "MonaiBundle")
+
+#: The study's eight methods (Arun et al. 2021), selected by default.
+STUDY_METHODS = ("gradient", "smoothgrad", "integrated_gradients", "smoothgrad_ig", "gradcam",
+                 "guided_backprop", "guided_gradcam", "xrai")
+#: Names of the saliency registry's contract, used to fill the GUI before the dependencies (torch)
+#: are installed; once they are, :func:`SaliencyTrustLogic.availableMethods` asks the registry.
+CONTRACT_METHODS = STUDY_METHODS + ("occlusion", "gradcam_pp")
+
+CRITERIA = ("localization", "randomization", "repeatability", "reproducibility")
+
+#: Python requirements installed on the first Apply: (import name, pip requirement). torch is not
+#: here: it comes from the PyTorch extension (``PyTorchUtils``), which picks the CUDA build.
+PIP_REQUIREMENTS = (
+    ("monai", "monai>=1.4"),
+    ("captum", "captum>=0.7"),
+    ("skimage", "scikit-image>=0.22"),
+    ("sklearn", "scikit-learn>=1.3"),
+    ("scipy", "scipy>=1.10"),
+    ("SimpleITK", "SimpleITK>=2.3"),
+    ("nibabel", "nibabel>=5.0"),
+    ("pydicom", "pydicom>=3.0"),
+    ("highdicom", "highdicom>=0.23"),
+)
+MINIMUM_TORCH_VERSION = "2.2"
+
+#: Preferred colour maps of the saliency overlay, first found wins (the file-based tables exist in
+#: a full Slicer; the procedural rainbow exists in any MRML scene with the colour logic).
+MAP_COLOR_NODE_IDS = ("vtkMRMLColorTableNodeFileColdToHotRainbow.txt",
+                      "vtkMRMLColorTableNodeFileInferno.txt",
+                      "vtkMRMLColorTableNodeRainbow")
+
+#: Attribute set on every node this module creates, so a rerun replaces rather than piles up.
+OUTPUT_ATTRIBUTE = "SaliencyTrust.Output"
+
+
+class DependencyError(RuntimeError):
+    """The Python packages the computation needs are missing and were not installed."""
+
+
+class EvaluationCancelled(RuntimeError):
+    """Raised inside the worker when the user pressed Cancel (caught by the runner)."""
+
+
+#
+# SaliencyTrust
+#
+
+
+class SaliencyTrust(ScriptedLoadableModule):
+    """Module metadata (see the ScriptedLoadableModule base class in Slicer)."""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("Saliency Trust")
+        self.parent.categories = [_("Explainable AI")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["SaliencyTrust developers"]
+        self.parent.helpText = _(
+            "Computes a classifier's saliency maps on the selected image and tests whether they can "
+            "be trusted to localize an abnormality (localization utility, sensitivity to weight "
+            "randomization, repeatability, reproducibility; Arun et al., Radiology: AI 2021). "
+            "See the <a href=\"https://github.com/saliencytrust/SaliencyTrust#slicer-module\">"
+            "module documentation</a>."
+        )
+        self.parent.acknowledgementText = _(
+            "Built on MONAI, captum, highdicom and 3D Slicer. Criteria from Arun N. et al., "
+            "Assessing the Trustworthiness of Saliency Maps for Localizing Abnormalities in "
+            "Medical Imaging, Radiology: Artificial Intelligence 2021;3(6):e200267."
+        )
+
+
+#
+# SaliencyTrustParameterNode
+#
+
+
+@parameterNodeWrapper
+class SaliencyTrustParameterNode:
+    """What the user chose in the module panel (saved with the scene).
+
+    inputVolume - the image to explain (any scalar volume: DICOM, NRRD, NIfTI ...).
+    groundTruthSegmentation - optional ground truth; all its segments are unioned.
+    groundTruthROIs - optional ground-truth boxes (markups ROI nodes), unioned.
+    baselineVolumes - other images, for the different-image SSIM baseline.
+    modelPath - a MONAI bundle folder or a model file (.pt / .ts).
+    methods - saliency method names of the core's registry.
+    targetClass - class whose pre-softmax logit is explained; -1 = the predicted class.
+    run* - which trust criteria to evaluate.
+    granularity - cascading randomization by "blocks" or "layers".
+    seed - seed of randomization and baseline pairs.
+    overlayOpacity - opacity of the saliency overlay on the slice views.
+    displayedMethod - the method whose map is overlaid.
+    exportDirectory - where Export writes files; exportToDicomDatabase - also DICOM objects.
+    outputTable / outputPlotChart - results of the last Apply.
+    """
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    groundTruthSegmentation: vtkMRMLSegmentationNode
+    groundTruthROIs: list[vtkMRMLMarkupsROINode]
+    baselineVolumes: list[vtkMRMLScalarVolumeNode]
+    modelPath: Path = Path(DEFAULT_BUNDLE_DIR)
+    methods: list[str] = list(STUDY_METHODS)
+    targetClass: Annotated[int, WithinRange(-1, 999)] = -1
+    runLocalization: bool = True
+    runRandomization: bool = True
+    runRepeatability: bool = True
+    runReproducibility: bool = True
+    granularity: Annotated[str, Choice(["blocks", "layers"])] = "blocks"
+    seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
+    overlayOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    displayedMethod: str = ""
+    exportDirectory: Path
+    exportToDicomDatabase: bool = False
+    outputTable: vtkMRMLTableNode
+    outputPlotChart: vtkMRMLPlotChartNode
+
+
+#
+# SaliencyTrustWidget
+#
+
+
+class SaliencyTrustWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Binds the .ui to the parameter node; Apply/Cancel/Export call the Logic."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic: Optional[SaliencyTrustLogic] = None
+        self._parameterNode: Optional[SaliencyTrustParameterNode] = None
+        self._parameterNodeGuiTag = None
+        self._runner: Optional[SaliencyTrustRunner] = None
+        self._result: Optional[EvaluationResult] = None
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SaliencyTrust.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+
+        self.logic = SaliencyTrustLogic()
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+        # Widgets the parameter node wrapper cannot bind by itself (lists shown as checkable items).
+        for name in self.logic.availableMethods():
+            item = qt.QListWidgetItem(name)
+            item.setFlags(item.flags() | qt.Qt.ItemIsUserCheckable)
+            item.setCheckState(qt.Qt.Unchecked)
+            self.ui.methodsListWidget.addItem(item)
+        self.ui.methodsListWidget.itemChanged.connect(self.onMethodsChanged)
+        self.ui.groundTruthROISelector.checkedNodesChanged.connect(self.onCheckedNodesChanged)
+        self.ui.baselineVolumesSelector.checkedNodesChanged.connect(self.onCheckedNodesChanged)
+        self.ui.displayedMethodComboBox.currentTextChanged.connect(self.onDisplayedMethodChanged)
+
+        self.ui.applyButton.clicked.connect(self.onApplyButton)
+        self.ui.cancelButton.clicked.connect(self.onCancelButton)
+        self.ui.exportButton.clicked.connect(self.onExportButton)
+        self.ui.cancelButton.enabled = False
+        self.ui.progressBar.setValue(0)
+
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if firstVolumeNode:
+                self._parameterNode.inputVolume = firstVolumeNode
+
+    def setParameterNode(self, inputParameterNode: Optional[SaliencyTrustParameterNode]) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            # Widgets with a "SlicerParameterName" property in the .ui are bound both ways here.
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
+            self._updateGUI()
+
+    def _updateGUI(self, caller=None, event=None) -> None:
+        """Parameter node -> the widgets that connectGui does not bind, and button states."""
+        p = self._parameterNode
+        if p is None:
+            return
+        chosen = set(p.methods)
+        widget = self.ui.methodsListWidget
+        wasBlocked = widget.blockSignals(True)
+        for row in range(widget.count):
+            item = widget.item(row)
+            item.setCheckState(qt.Qt.Checked if item.text() in chosen else qt.Qt.Unchecked)
+        widget.blockSignals(wasBlocked)
+        for selector, nodes in ((self.ui.groundTruthROISelector, p.groundTruthROIs),
+                                (self.ui.baselineVolumesSelector, p.baselineVolumes)):
+            wasBlocked = selector.blockSignals(True)
+            ids = {n.GetID() for n in nodes if n}
+            for row in range(selector.nodeCount()):
+                node = selector.nodeFromIndex(row)
+                selector.setCheckState(node, qt.Qt.Checked if node.GetID() in ids else qt.Qt.Unchecked)
+            selector.blockSignals(wasBlocked)
+        running = self._runner is not None and self._runner.running
+        ready = bool(p.inputVolume) and bool(p.methods) and not running
+        self.ui.applyButton.enabled = ready
+        self.ui.applyButton.toolTip = (_("Compute the maps and the trust criteria") if ready else
+                                       _("Select an input volume and at least one method"))
+        self.ui.cancelButton.enabled = running
+        self.ui.exportButton.enabled = bool(p.outputTable) and not running
+        self.ui.resultsTableView.setMRMLTableNode(p.outputTable)
+
+    def onMethodsChanged(self, item=None) -> None:
+        widget = self.ui.methodsListWidget
+        self._parameterNode.methods = [widget.item(r).text() for r in range(widget.count)
+                                       if widget.item(r).checkState() == qt.Qt.Checked]
+
+    def onCheckedNodesChanged(self) -> None:
+        self._parameterNode.groundTruthROIs = list(self.ui.groundTruthROISelector.checkedNodes())
+        self._parameterNode.baselineVolumes = list(self.ui.baselineVolumesSelector.checkedNodes())
+
+    def onDisplayedMethodChanged(self, method: str) -> None:
+        if method and self._result is not None:
+            self._parameterNode.displayedMethod = method
+            self.logic.showMap(self._result, method, self._parameterNode.overlayOpacity)
+
+    def onApplyButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Saliency Trust could not start."), waitCursor=True):
+            self.logic.ensureDependencies(askConfirmation=True)
+            request = self.logic.requestFromParameterNode(self._parameterNode)
+            self.ui.statusLabel.text = _("Running...")
+            self._runner = self.logic.startEvaluation(
+                request, onProgress=self._onProgress, onFinished=self._onFinished)
+            self._updateGUI()
+
+    def onCancelButton(self) -> None:
+        if self._runner is not None:
+            self.ui.statusLabel.text = _("Cancelling after the current step...")
+            self._runner.cancel()
+
+    def _onProgress(self, fraction: float, message: str) -> None:
+        self.ui.progressBar.setValue(int(round(100 * fraction)))
+        self.ui.statusLabel.text = message
+
+    def _onFinished(self, result: Optional[EvaluationResult], error: Optional[BaseException]) -> None:
+        self._runner = None
+        if error is not None and not isinstance(error, EvaluationCancelled):
+            slicer.util.errorDisplay(_("Saliency Trust failed: {error}").format(error=error),
+                                     detailedText=getattr(error, "traceback", ""))
+        if result is not None:
+            self._result = result
+            self._parameterNode.outputTable = result.tableNode
+            self._parameterNode.outputPlotChart = result.plotChartNode
+            self.ui.predictionLabel.text = result.predictionText()
+            combo = self.ui.displayedMethodComboBox
+            wasBlocked = combo.blockSignals(True)
+            combo.clear()
+            for method in result.mapNodes:
+                combo.addItem(method)
+            combo.blockSignals(wasBlocked)
+            if result.mapNodes:
+                first = next(iter(result.mapNodes))
+                combo.setCurrentText(first)
+                self.onDisplayedMethodChanged(first)
+            if result.plotChartNode is not None:
+                self.logic.showPlot(result.plotChartNode)
+            self.ui.statusLabel.text = result.status
+        self._updateGUI()
+
+    def onExportButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
+            if self._result is None:
+                raise ValueError(_("Nothing to export: press Apply first."))
+            p = self._parameterNode
+            written = self.logic.exportResults(self._result, p.exportDirectory,
+                                               toDicomDatabase=p.exportToDicomDatabase)
+            self.ui.statusLabel.text = _("Exported {n} files to {folder}").format(
+                n=len(written), folder=p.exportDirectory)
+
+
+#
+# Data passed between the GUI thread and the worker
+#
+
+
+@dataclasses.dataclass
+class EvaluationRequest:
+    """Everything the worker needs, as plain arrays (gathered on the GUI thread).
+
+    Attributes:
+        image: the input as an LPS :class:`~SaliencyTrustLib.image.ImageVolume`, array ``(K, J, I)``.
+        groundTruth: bool ``(K, J, I)`` on the image grid, or None.
+        baselineImages: other images (``ImageVolume``), for the different-image baseline.
+        modelPath: bundle folder or model file.
+        methods: registry names.
+        targetClass: explained class, or None for the predicted class.
+        criteria: subset of :data:`CRITERIA`.
+        granularity, seed: cascading randomization settings.
+        inputNodeID: MRML ID of the input volume (used only on the GUI thread).
+    """
+
+    image: Any
+    groundTruth: Optional[np.ndarray]
+    baselineImages: List[Any]
+    modelPath: Path
+    methods: List[str]
+    targetClass: Optional[int]
+    criteria: List[str]
+    granularity: str = "blocks"
+    seed: int = 0
+    inputNodeID: str = ""
+
+
+@dataclasses.dataclass
+class EvaluationResult:
+    """What an evaluation produced; arrays are ``(K, J, I)`` on the input grid.
+
+    ``rows`` are scorecard rows: ``{"method", "criterion", "value", "baseline", "passed",
+    "rule"}``. ``curves[method]`` is ``[(state_name, ssim), ...]`` of cascading randomization.
+    """
+
+    request: EvaluationRequest
+    logits: Optional[np.ndarray] = None
+    predictedClass: Optional[int] = None
+    targetClass: Optional[int] = None
+    maps: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    rows: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+    curves: Dict[str, List[Any]] = dataclasses.field(default_factory=dict)
+    differentImageBaseline: Dict[str, float] = dataclasses.field(default_factory=dict)
+    mapNodes: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    tableNode: Any = None
+    curveTableNode: Any = None
+    plotChartNode: Any = None
+    status: str = ""
+    cancelled: bool = False
+
+    def predictionText(self) -> str:
+        if self.logits is None:
+            return ""
+        probabilities = np.exp(self.logits - self.logits.max())
+        probabilities = probabilities / probabilities.sum()
+        return (f"predicted class {self.predictedClass} (p = {probabilities[self.predictedClass]:.3f}); "
+                f"explained class {self.targetClass}")
+
+
+@dataclasses.dataclass
+class Step:
+    """One unit of finished work: progress in [0, 1], a message, and MRML updates for the GUI thread."""
+
+    progress: float
+    message: str
+    apply: Optional[Callable[[], None]] = None
+
+
+#
+# SaliencyTrustRunner
+#
+
+
+class SaliencyTrustRunner:
+    """Runs a step generator off the GUI thread and applies each step's MRML updates on it.
+
+    ``steps`` is an iterator of :class:`Step`; its body (inference, saliency) runs in a worker
+    thread, each ``Step.apply`` runs on the thread that owns the ``qt.QTimer`` (the GUI thread).
+    :meth:`cancel` stops the worker before its next step; :meth:`runSynchronously` does the same
+    work on the calling thread (batch mode, tests).
+    """
+
+    def __init__(self, steps: Iterator[Step], onProgress: Optional[Callable[[float, str], None]] = None,
+                 onFinished: Optional[Callable[[Any, Optional[BaseException]], None]] = None,
+                 result: Any = None, pollIntervalMs: int = 50) -> None:
+        self._steps = steps
+        self._onProgress = onProgress or (lambda fraction, message: None)
+        self._onFinished = onFinished or (lambda result, error: None)
+        self.result = result
+        self.error: Optional[BaseException] = None
+        self.running = False
+        self._cancelEvent = threading.Event()
+        self._queue: "queue.Queue" = queue.Queue()
+        self._thread: Optional[threading.Thread] = None
+        self._timer = None
+        self._pollIntervalMs = pollIntervalMs
+
+    @property
+    def cancelRequested(self) -> bool:
+        return self._cancelEvent.is_set()
+
+    def cancel(self) -> None:
+        """Ask the worker to stop before its next step (the current step finishes)."""
+        self._cancelEvent.set()
+
+    def runSynchronously(self) -> Any:
+        """Run every step on this thread; raises what a step raised."""
+        self.running = True
+        try:
+            for step in self._steps:
+                if step.apply is not None:
+                    step.apply()
+                self._onProgress(step.progress, step.message)
+                if self._cancelEvent.is_set():
+                    self._steps.close()
+                    raise EvaluationCancelled("cancelled by the user")
+        except BaseException as error:  # report then re-raise, like the asynchronous path
+            self.error = error
+            self.running = False
+            self._onFinished(self.result, error)
+            raise
+        self.running = False
+        self._onFinished(self.result, None)
+        return self.result
+
+    def start(self) -> "SaliencyTrustRunner":
+        """Start the worker thread and the GUI-thread timer that applies its steps."""
+        self.running = True
+        self._thread = threading.Thread(target=self._work, name="SaliencyTrustWorker", daemon=True)
+        self._timer = qt.QTimer()
+        self._timer.setInterval(self._pollIntervalMs)
+        self._timer.timeout.connect(self._poll)
+        self._thread.start()
+        self._timer.start()
+        return self
+
+    def _work(self) -> None:
+        try:
+            for step in self._steps:
+                self._queue.put(("step", step))
+                if self._cancelEvent.is_set():
+                    self._steps.close()
+                    self._queue.put(("error", EvaluationCancelled("cancelled by the user")))
+                    return
+        except BaseException as error:  # handed to the GUI thread, never lost in the worker
+            import traceback
+            error.traceback = traceback.format_exc()
+            self._queue.put(("error", error))
+            return
+        self._queue.put(("done", None))
+
+    def _poll(self) -> None:
+        while True:
+            try:
+                kind, payload = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "step":
+                try:
+                    if payload.apply is not None and not (
+                            self._cancelEvent.is_set() and payload.progress < 1.0):
+                        payload.apply()
+                except BaseException as error:
+                    self._cancelEvent.set()
+                    self._finish(error)
+                    return
+                self._onProgress(payload.progress, payload.message)
+            else:
+                self._finish(payload)
+                return
+
+    def _finish(self, error: Optional[BaseException]) -> None:
+        self._timer.stop()
+        self.error = error
+        self.running = False
+        if isinstance(error, EvaluationCancelled) and self.result is not None:
+            self.result.cancelled = True
+            self.result.status = _("Cancelled; the maps finished before Cancel are kept.")
+        self._onFinished(self.result, error)
+
+    def wait(self, timeoutS: float = 600.0) -> None:
+        """Block until the worker thread ends (the GUI-thread steps still need the event loop)."""
+        if self._thread is not None:
+            self._thread.join(timeoutS)
+
+
+#
+# SaliencyTrustLogic
+#
+
+
+class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
+    """MRML <-> arrays conversion and the calls into ``SaliencyTrustLib``; usable without the GUI.
+
+    Args:
+        scene: the MRML scene to read from and write to (default ``slicer.mrmlScene``).
+    """
+
+    def __init__(self, scene=None) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        self._scene = scene
+
+    @property
+    def scene(self):
+        return self._scene if self._scene is not None else slicer.mrmlScene
+
+    def getParameterNode(self) -> SaliencyTrustParameterNode:
+        return SaliencyTrustParameterNode(super().getParameterNode())
+
+    # ---------------------------------------------------------------- dependencies
+
+    @staticmethod
+    def missingRequirements() -> List[str]:
+        """pip requirements whose import name cannot be found (torch excluded)."""
+        return [req for name, req in PIP_REQUIREMENTS if importlib.util.find_spec(name) is None]
+
+    def ensureDependencies(self, askConfirmation: bool = True) -> None:
+        """Install what is missing, after asking: torch through the PyTorch extension, the rest with pip.
+
+        Never called at import time; the Widget calls it on Apply.
+
+        Raises:
+            DependencyError: the user declined, or the PyTorch extension is not installed.
+        """
+        torchMissing = importlib.util.find_spec("torch") is None
+        missing = self.missingRequirements()
+        if not torchMissing and not missing:
+            return
+        what = (["torch (PyTorch extension)"] if torchMissing else []) + missing
+        if askConfirmation and not slicer.util.confirmOkCancelDisplay(
+                _("Saliency Trust needs these Python packages, which will be downloaded and "
+                  "installed now (this can take several minutes):\n{packages}").format(
+                    packages="\n".join(what)),
+                _("Install Python packages")):
+            raise DependencyError(_("Installation declined; the module cannot compute maps without: ")
+                                  + ", ".join(what))
+        if torchMissing:
+            try:
+                import PyTorchUtils
+            except ModuleNotFoundError as error:
+                raise DependencyError(_("Saliency Trust needs the PyTorch extension: install "
+                                        "\"PyTorch\" from the Extensions Manager, restart Slicer, "
+                                        "then press Apply again.")) from error
+            torchLogic = PyTorchUtils.PyTorchUtilsLogic()
+            torch = torchLogic.installTorch(askConfirmation=False,
+                                            torchVersionRequirement=f">={MINIMUM_TORCH_VERSION}")
+            if torch is None:
+                raise DependencyError(_("PyTorch could not be installed by the PyTorch extension."))
+        if missing:
+            slicer.util.pip_install(" ".join(f'"{req}"' for req in missing))
+        importlib.invalidate_caches()
+
+    @staticmethod
+    def availableMethods() -> List[str]:
+        """The saliency registry's names (the contract's list while the core cannot import yet)."""
+        try:
+            from SaliencyTrustLib.saliency import available_methods
+            return list(available_methods())
+        except ImportError:
+            return list(CONTRACT_METHODS)
+
+    # ---------------------------------------------------------------- MRML -> arrays
+
+    @staticmethod
+    def _vtkMatrixToArray(matrix) -> np.ndarray:
+        return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+    @staticmethod
+    def _arrayToVtkMatrix(array: np.ndarray):
+        matrix = vtk.vtkMatrix4x4()
+        for r in range(4):
+            for c in range(4):
+                matrix.SetElement(r, c, float(array[r, c]))
+        return matrix
+
+    def ijkToWorldRAS(self, volumeNode) -> np.ndarray:
+        """4x4 homogeneous matrix: voxel ``(i, j, k, 1)`` -> world RAS mm (parent transforms applied).
+
+        Raises:
+            ValueError: the volume sits under a non-linear transform (harden it first).
+        """
+        ijkToRas = vtk.vtkMatrix4x4()
+        volumeNode.GetIJKToRASMatrix(ijkToRas)
+        matrix = self._vtkMatrixToArray(ijkToRas)
+        parent = volumeNode.GetParentTransformNode()
+        if parent is not None:
+            if not parent.IsTransformToWorldLinear():
+                raise ValueError(_("Volume '{name}' is under a non-linear transform; harden the "
+                                   "transform (Data module) first.").format(name=volumeNode.GetName()))
+            toWorld = vtk.vtkMatrix4x4()
+            parent.GetMatrixTransformToWorld(toWorld)
+            matrix = self._vtkMatrixToArray(toWorld) @ matrix
+        return matrix
+
+    def imageVolumeFromNode(self, volumeNode):
+        """A scalar volume node as the core's LPS ``ImageVolume`` (array ``(K, J, I)``, a copy).
+
+        The geometry is the node's IJK->RAS (with parent transforms) turned to LPS, split into
+        spacing (column norms), direction (unit columns) and origin (translation).
+        """
+        from SaliencyTrustLib.image import ImageVolume
+
+        if volumeNode is None or volumeNode.GetImageData() is None:
+            raise ValueError(_("Select an input volume that holds an image."))
+        if volumeNode.GetImageData().GetNumberOfScalarComponents() != 1:
+            raise ValueError(_("Volume '{name}' has {n} components; select a scalar (grey-level) "
+                               "volume.").format(name=volumeNode.GetName(),
+                                                 n=volumeNode.GetImageData().GetNumberOfScalarComponents()))
+        ijkToLps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ self.ijkToWorldRAS(volumeNode)
+        linear = ijkToLps[:3, :3]
+        spacing = np.linalg.norm(linear, axis=0)
+        direction = linear / spacing
+        array = np.array(slicer.util.arrayFromVolume(volumeNode), copy=True)
+        return ImageVolume(array, spacing=spacing, origin=ijkToLps[:3, 3], direction=direction,
+                           metadata={"name": volumeNode.GetName(), "mrmlNodeID": volumeNode.GetID()})
+
+    def maskFromSegmentation(self, segmentationNode, referenceVolumeNode,
+                             segmentIds: Optional[Sequence[str]] = None) -> np.ndarray:
+        """The union of the segments (all, or ``segmentIds``) as bool ``(K, J, I)`` on the volume's grid.
+
+        Exported by Slicer's segmentation logic with the volume as reference geometry, so the
+        segmentation may have any geometry of its own (DICOM SEG, NRRD, NIfTI, drawn by hand).
+        """
+        segmentation = segmentationNode.GetSegmentation()
+        ids = vtk.vtkStringArray()
+        for segmentId in (segmentIds if segmentIds is not None else segmentation.GetSegmentIDs()):
+            ids.InsertNextValue(segmentId)
+        if ids.GetNumberOfValues() == 0:
+            raise ValueError(_("Segmentation '{name}' has no segment.").format(
+                name=segmentationNode.GetName()))
+        labelmapNode = self.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "SaliencyTrustTmp")
+        try:
+            ok = slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+                segmentationNode, ids, labelmapNode, referenceVolumeNode)
+            if not ok or labelmapNode.GetImageData() is None:
+                raise ValueError(_("Segmentation '{name}' could not be exported on the grid of "
+                                   "'{ref}'.").format(name=segmentationNode.GetName(),
+                                                      ref=referenceVolumeNode.GetName()))
+            labels = slicer.util.arrayFromVolume(labelmapNode)
+            expected = slicer.util.arrayFromVolume(referenceVolumeNode).shape
+            if labels.shape != expected:
+                raise ValueError(f"exported labelmap has shape {labels.shape}, volume {expected}")
+            return labels > 0
+        finally:
+            self.scene.RemoveNode(labelmapNode)
+
+    def maskFromROIs(self, roiNodes: Sequence[Any], referenceVolumeNode) -> np.ndarray:
+        """Union of box ROIs as bool ``(K, J, I)``: a voxel is in when its centre is in a box.
+
+        Each voxel centre ``(i, j, k)`` goes to world RAS through the volume's IJK->RAS, then into
+        the ROI's own frame (inverse of its object-to-world matrix, so rotated boxes work), and is
+        tested against the half-sizes. For a single-slice volume (a radiograph) the box's axis
+        closest to the slice normal is not tested: a box drawn on a 2D image covers its plane
+        whatever its depth.
+        """
+        shape = slicer.util.arrayFromVolume(referenceVolumeNode).shape  # (K, J, I)
+        ijkToRas = self.ijkToWorldRAS(referenceVolumeNode)
+        k, j, i = np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij")
+        ijk1 = np.stack([i.ravel(), j.ravel(), k.ravel(), np.ones(i.size)])
+        ras1 = ijkToRas @ ijk1
+        mask = np.zeros(i.size, dtype=bool)
+        sliceNormal = ijkToRas[:3, 2] / np.linalg.norm(ijkToRas[:3, 2])
+        for roiNode in roiNodes:
+            if roiNode is None:
+                continue
+            objectToWorld = self._vtkMatrixToArray(roiNode.GetObjectToWorldMatrix())
+            local = np.linalg.inv(objectToWorld) @ ras1
+            halfSize = np.array(roiNode.GetSize()) / 2.0
+            tested = [0, 1, 2]
+            if shape[0] == 1:
+                axes = objectToWorld[:3, :3] / np.linalg.norm(objectToWorld[:3, :3], axis=0)
+                tested.remove(int(np.argmax(np.abs(axes.T @ sliceNormal))))
+            inside = np.ones(i.size, dtype=bool)
+            for axis in tested:
+                inside &= np.abs(local[axis]) <= halfSize[axis] + 1e-6
+            mask |= inside
+        return mask.reshape(shape)
+
+    def requestFromParameterNode(self, p: SaliencyTrustParameterNode) -> EvaluationRequest:
+        """Gather the parameter node's choices as arrays (GUI thread)."""
+        criteria = [name for name, on in zip(CRITERIA, (p.runLocalization, p.runRandomization,
+                                                         p.runRepeatability, p.runReproducibility)) if on]
+        return self.makeRequest(p.inputVolume, p.modelPath, list(p.methods),
+                                segmentationNode=p.groundTruthSegmentation,
+                                roiNodes=list(p.groundTruthROIs), baselineVolumeNodes=list(p.baselineVolumes),
+                                targetClass=None if p.targetClass < 0 else p.targetClass,
+                                criteria=criteria, granularity=p.granularity, seed=p.seed)
+
+    def makeRequest(self, inputVolumeNode, modelPath, methods: Sequence[str], segmentationNode=None,
+                    roiNodes: Sequence[Any] = (), baselineVolumeNodes: Sequence[Any] = (),
+                    targetClass: Optional[int] = None, criteria: Sequence[str] = CRITERIA,
+                    granularity: str = "blocks", seed: int = 0) -> EvaluationRequest:
+        """Validate the choices and convert the nodes to arrays (GUI thread).
+
+        Raises:
+            ValueError: with the name of what is wrong and how to fix it.
+        """
+        if inputVolumeNode is None:
+            raise ValueError(_("Select an input volume."))
+        if not methods:
+            raise ValueError(_("Select at least one saliency method."))
+        unknown = sorted(set(criteria) - set(CRITERIA))
+        if unknown:
+            raise ValueError(f"unknown criteria {unknown}; choose among {list(CRITERIA)}")
+        modelPath = Path(modelPath) if modelPath else Path(DEFAULT_BUNDLE_DIR)
+        if not modelPath.exists():
+            raise ValueError(_("Model '{path}' does not exist: choose a MONAI bundle folder or a "
+                               "model file.").format(path=modelPath))
+        image = self.imageVolumeFromNode(inputVolumeNode)
+        groundTruth = None
+        if segmentationNode is not None:
+            groundTruth = self.maskFromSegmentation(segmentationNode, inputVolumeNode)
+        roiNodes = [n for n in roiNodes if n is not None]
+        if roiNodes:
+            boxes = self.maskFromROIs(roiNodes, inputVolumeNode)
+            groundTruth = boxes if groundTruth is None else (groundTruth | boxes)
+        if "localization" in criteria and groundTruth is None:
+            raise ValueError(_("Localization utility needs ground truth: select a segmentation or "
+                               "ROI boxes, or untick the criterion."))
+        baselineImages = [self.imageVolumeFromNode(n) for n in baselineVolumeNodes
+                          if n is not None and n.GetID() != inputVolumeNode.GetID()]
+        return EvaluationRequest(image=image, groundTruth=groundTruth, baselineImages=baselineImages,
+                                 modelPath=modelPath, methods=list(methods), targetClass=targetClass,
+                                 criteria=list(criteria), granularity=granularity, seed=int(seed),
+                                 inputNodeID=inputVolumeNode.GetID())
+
+    # ---------------------------------------------------------------- the computation (worker)
+
+    def evaluationSteps(self, request: EvaluationRequest, result: EvaluationResult) -> Iterator[Step]:
+        """The work as steps: the body runs in the worker (no MRML), ``Step.apply`` on the GUI thread.
+
+        Order: load models, predict, one map per method (each shown as it comes), cascading
+        randomization states, second models, then the scorecard table and plot.
+        """
+        started = time.time()
+        scene_apply = self._applyOnGui
+        criteria = set(request.criteria)
+        models = yield from self._loadModels(request)
+        model = models["model"]
+        batch = self._toModelInput(request.image, model)
+        baselineBatches = [self._toModelInput(image, model) for image in request.baselineImages]
+
+        import torch
+
+        with torch.no_grad():
+            logits = model(batch).detach().cpu().numpy()
+        meanLogits = logits.mean(axis=0)
+        result.logits = meanLogits
+        result.predictedClass = int(np.argmax(meanLogits))
+        result.targetClass = result.predictedClass if request.targetClass is None else int(request.targetClass)
+        if not 0 <= result.targetClass < meanLogits.shape[0]:
+            raise ValueError(f"target class {result.targetClass} is out of range: the model has "
+                             f"{meanLogits.shape[0]} classes")
+        target = result.targetClass
+        plan = self._plan(request)
+        done = 0
+        yield Step(self._fraction(done, plan), result.predictionText())
+
+        modelGridMaps: Dict[str, np.ndarray] = {}
+        for method in request.methods:
+            maps = self._saliency(model, batch, method, target)
+            modelGridMaps[method] = maps
+            result.maps[method] = self._toImageGrid(maps, request.image)
+            done += 1
+            yield Step(self._fraction(done, plan), f"{method}: map computed",
+                       scene_apply(self._applyMap, result, method))
+
+        needRandomized = bool(criteria & {"randomization", "localization"})
+        if {"randomization", "repeatability", "reproducibility"} & criteria and baselineBatches:
+            for method in request.methods:
+                others = [self._saliency(model, b, method, target) for b in baselineBatches]
+                result.differentImageBaseline[method] = self._differentImageBaseline(
+                    modelGridMaps[method], others, request.seed)
+                done += 1
+                yield Step(self._fraction(done, plan), f"{method}: different-image baseline")
+
+        randomizedMaps: Dict[str, np.ndarray] = {}
+        if needRandomized:
+            curves = {method: [] for method in request.methods}
+            for state, randomizedModel, isLast in self._randomizationStates(model, request):
+                if "randomization" not in criteria and not isLast:
+                    continue
+                for method in request.methods:
+                    maps = self._saliency(randomizedModel, batch, method, target)
+                    if "randomization" in criteria:
+                        curves[method].append((state, self._similarity(modelGridMaps[method], maps)))
+                    if isLast:
+                        randomizedMaps[method] = self._toImageGrid(maps, request.image)
+                    done += 1
+                    yield Step(self._fraction(done, plan), f"{method}: randomized up to {state}")
+            if "randomization" in criteria:
+                result.curves = curves
+
+        secondModels = {"repeatability": models.get("replicate"), "reproducibility": models.get("second")}
+        secondMaps: Dict[str, Dict[str, np.ndarray]] = {}
+        for criterion, other in secondModels.items():
+            if criterion not in criteria or other is None:
+                continue
+            otherBatch = self._toModelInput(request.image, other)
+            secondMaps[criterion] = {}
+            for method in request.methods:
+                secondMaps[criterion][method] = self._saliency(other, otherBatch, method, target)
+                done += 1
+                yield Step(self._fraction(done, plan), f"{method}: {criterion} model's map")
+
+        result.rows = self._scorecardRows(request, result, modelGridMaps, randomizedMaps, secondMaps,
+                                          secondModels)
+        result.status = (f"{len(request.methods)} method(s), {len(result.rows)} criteria rows in "
+                         f"{time.time() - started:.1f} s")
+        yield Step(1.0, result.status, scene_apply(self._applyTables, result))
+
+    @staticmethod
+    def _applyOnGui(function: Callable, *args: Any) -> Callable[[], None]:
+        """A closure that :class:`SaliencyTrustRunner` calls on the GUI thread."""
+        return lambda: function(*args)
+
+    @staticmethod
+    def _fraction(done: int, plan: int) -> float:
+        return min(0.99, done / max(plan, 1))
+
+    def _plan(self, request: EvaluationRequest) -> int:
+        """Number of steps, for the progress bar (randomization states counted once, cheaply)."""
+        methods = len(request.methods)
+        criteria = set(request.criteria)
+        steps = methods
+        if {"randomization", "repeatability", "reproducibility"} & criteria and request.baselineImages:
+            steps += methods
+        if "randomization" in criteria:
+            steps += methods * max(self._stateCount - 1, 1)
+        elif "localization" in criteria:
+            steps += methods
+        steps += methods * len({"repeatability", "reproducibility"} & criteria)
+        return steps
+
+    def _loadModels(self, request: EvaluationRequest):
+        """Load the classifier and, from a bundle, its replicate and second architecture (worker).
+
+        A generator (``yield from``) that yields one progress step and returns a dict with
+        ``model`` and, when present, ``replicate`` and ``second``.
+        """
+        from SaliencyTrustLib.networks import load_classifier
+
+        path = Path(request.modelPath)
+        models: Dict[str, Any] = {"model": load_classifier(str(path))}
+        self._inputSpatialShape = self._bundleInputShape(path)
+        if path.is_dir():
+            for key, fileName in (("replicate", "model_replicate.pt"), ("second", "model_second_arch.pt")):
+                candidate = path / "models" / fileName
+                if candidate.exists():
+                    models[key] = load_classifier(str(candidate))
+        for model in models.values():
+            model.eval()
+        self._stateCount = 0
+        if "randomization" in request.criteria or "localization" in request.criteria:
+            self._stateCount = sum(1 for _state in self._cascade(models["model"], request))
+        yield Step(0.0, _("Loaded {n} model(s) from {path}").format(n=len(models), path=path))
+        return models
+
+    @staticmethod
+    def _bundleInputShape(path: Path) -> Optional[tuple]:
+        """Spatial input shape from a bundle's ``network_data_format`` (None: keep the image's size)."""
+        import json
+
+        metadata = (path if path.is_dir() else path.parent.parent) / "configs" / "metadata.json"
+        if not metadata.exists():
+            return None
+        try:
+            image = json.loads(metadata.read_text())["network_data_format"]["inputs"]["image"]
+            shape = image.get("spatial_shape")
+            return tuple(int(n) for n in shape) if shape else None
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def _cascade(self, model, request: EvaluationRequest):
+        from SaliencyTrustLib.criteria import cascading_randomization
+
+        return cascading_randomization(model, granularity=request.granularity, seed=request.seed)
+
+    def _randomizationStates(self, model, request: EvaluationRequest):
+        """``(state_name, model, is_last)`` over the cascade (the generator may reuse one model)."""
+        for index, (state, randomized) in enumerate(self._cascade(model, request)):
+            yield state, randomized, index == self._stateCount - 1
+
+    def _toModelInput(self, image, model):
+        """``ImageVolume`` -> model batch: 2D models get the K slices as a batch ``(K, 1, h, w)``,
+        3D models one ``(1, 1, d, h, w)``; resampled to the bundle's input shape and scaled as
+        ``SaliencyTrustLib.transforms`` scales the training images.
+        """
+        import torch
+
+        from SaliencyTrustLib import transforms
+
+        array = torch.as_tensor(np.asarray(image.array, dtype=np.float32))
+        spatialDims = self._spatialDims(model)
+        batch = array[:, None] if spatialDims == 2 else array[None, None]
+        shape = getattr(self, "_inputSpatialShape", None)
+        if shape is not None and tuple(batch.shape[2:]) != tuple(shape[-spatialDims:]):
+            mode = "bilinear" if spatialDims == 2 else "trilinear"
+            batch = torch.nn.functional.interpolate(batch, size=tuple(shape[-spatialDims:]), mode=mode,
+                                                    align_corners=False)
+        return transforms.scale_intensity(batch)
+
+    @staticmethod
+    def _spatialDims(model) -> int:
+        import torch
+
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv3d):
+                return 3
+            if isinstance(module, torch.nn.Conv2d):
+                return 2
+        return 2
+
+    @staticmethod
+    def _saliency(model, batch, method: str, target: int) -> np.ndarray:
+        """Maps of a batch on the model grid, ``(B, *spatial)`` in [0, 1] (the study's post-processing)."""
+        from SaliencyTrustLib.saliency import compute_saliency
+
+        maps = compute_saliency(model, batch, method, target=[target] * batch.shape[0], postprocess="paper")
+        return np.asarray(maps.detach().cpu().numpy() if hasattr(maps, "detach") else maps, dtype=np.float32)
+
+    @staticmethod
+    def _toImageGrid(maps: np.ndarray, image) -> np.ndarray:
+        """Maps on the model grid -> ``(K, J, I)`` on the image grid (bi/trilinear)."""
+        import torch
+
+        tensor = torch.as_tensor(maps)
+        shape = image.shape
+        if tensor.ndim == 3:  # (K, h, w) from a 2D model
+            if tuple(tensor.shape[1:]) != tuple(shape[1:]):
+                tensor = torch.nn.functional.interpolate(tensor[:, None], size=tuple(shape[1:]),
+                                                         mode="bilinear", align_corners=False)[:, 0]
+        else:  # (1, d, h, w) from a 3D model
+            if tuple(tensor.shape[1:]) != tuple(shape):
+                tensor = torch.nn.functional.interpolate(tensor[:, None], size=tuple(shape),
+                                                         mode="trilinear", align_corners=False)[:, 0]
+            tensor = tensor[0]
+        return tensor.numpy().astype(np.float32).reshape(shape)
+
+    @staticmethod
+    def _ssimOptions() -> Dict[str, Any]:
+        """SSIM settings: the study's (scikit-image defaults, ``data_range=2``), from the core."""
+        from SaliencyTrustLib import metrics
+
+        return dict(getattr(metrics, "STUDY_SSIM_OPTIONS", {"data_range": 2.0}))
+
+    def _similarity(self, mapsA: np.ndarray, mapsB: np.ndarray) -> float:
+        """Mean SSIM over the batch (NaN items, e.g. constant maps, left out and not averaged)."""
+        from SaliencyTrustLib.metrics import ssim
+
+        values = np.asarray(ssim(mapsA, mapsB, **self._ssimOptions()), dtype=float)
+        return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+    @staticmethod
+    def _rankCorrelation(mapsA: np.ndarray, mapsB: np.ndarray) -> float:
+        from SaliencyTrustLib.metrics import spearman
+
+        values = np.asarray(spearman(mapsA, mapsB), dtype=float)
+        return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+    def _differentImageBaseline(self, inputMaps: np.ndarray, otherMaps: List[np.ndarray], seed: int) -> float:
+        """Mean SSIM between maps of different images (the input's and the baseline images')."""
+        from SaliencyTrustLib.criteria import different_image_baseline
+
+        maps = np.concatenate([inputMaps] + list(otherMaps), axis=0)
+        value = different_image_baseline(maps, seed=seed, **self._ssimOptions())
+        return float(getattr(value, "value", value))
+
+    def _scorecardRows(self, request, result, modelGridMaps, randomizedMaps, secondMaps, secondModels):
+        """One row per (method, criterion): value, baseline, passed (None when no baseline), rule."""
+        from SaliencyTrustLib.metrics import auprc
+
+        ssimText = ", ".join(f"{k}={v}" for k, v in self._ssimOptions().items())
+        rows = []
+        for method in request.methods:
+            baseline = result.differentImageBaseline.get(method, float("nan"))
+            if "localization" in request.criteria:
+                gt = request.groundTruth[None]
+                value = float(auprc(result.maps[method][None], gt)[0])
+                randomized = float(auprc(randomizedMaps[method][None], gt)[0])
+                rows.append(self._row(method, "localization", value, randomized,
+                                      "AUPRC of the map against the ground truth (trapezoid, every map "
+                                      "value a threshold) must exceed the same method's AUPRC on the "
+                                      "fully randomized model", greater=True))
+            if "randomization" in request.criteria:
+                curve = [v for state, v in result.curves[method][1:]]
+                value = float(np.nanmin(curve)) if np.isfinite(curve).any() else float("nan")
+                rows.append(self._row(method, "randomization", value, baseline,
+                                      f"SSIM ({ssimText}) of the map to the original must fall below the "
+                                      "mean SSIM between maps of different images somewhere along the "
+                                      "top-down cascading randomization (value = lowest SSIM)",
+                                      greater=False))
+            for criterion in ("repeatability", "reproducibility"):
+                if criterion not in request.criteria:
+                    continue
+                if criterion not in secondMaps:
+                    rows.append(self._row(method, criterion, float("nan"), baseline,
+                                          "needs a second model: a bundle folder with models/"
+                                          + ("model_replicate.pt" if criterion == "repeatability"
+                                             else "model_second_arch.pt"), greater=True))
+                    continue
+                other = secondMaps[criterion][method]
+                mine = modelGridMaps[method]
+                if other.shape != mine.shape:  # models with different input grids: compare on the image
+                    mine, other = result.maps[method], self._toImageGrid(other, request.image)
+                value = self._similarity(mine, other)
+                what = ("two models of one architecture trained apart" if criterion == "repeatability"
+                        else "two architectures")
+                row = self._row(method, criterion, value, baseline,
+                                f"SSIM ({ssimText}) between the maps of {what} must exceed the mean SSIM "
+                                "between maps of different images", greater=True)
+                row["spearman"] = self._rankCorrelation(mine, other)
+                rows.append(row)
+        return rows
+
+    @staticmethod
+    def _row(method: str, criterion: str, value: float, baseline: float, rule: str, greater: bool):
+        passed = None
+        if np.isfinite(value) and np.isfinite(baseline):
+            passed = bool(value > baseline) if greater else bool(value < baseline)
+        return {"method": method, "criterion": criterion, "value": value, "baseline": baseline,
+                "passed": passed, "rule": rule, "spearman": float("nan")}
+
+    def _applyMap(self, result: EvaluationResult, method: str) -> None:
+        inputNode = self.scene.GetNodeByID(result.request.inputNodeID)
+        if not result.mapNodes:
+            for kind in ("map", "table", "curves", "plot"):
+                self._removePreviousOutputs(result.request.inputNodeID, kind)
+        result.mapNodes[method] = self.createMapVolumeNode(result.maps[method], inputNode, method)
+        if len(result.mapNodes) == 1:
+            self.showMap(result, method)
+
+    def _applyTables(self, result: EvaluationResult) -> None:
+        inputNode = self.scene.GetNodeByID(result.request.inputNodeID)
+        result.tableNode = self.createTableNode(result, inputNode)
+        result.curveTableNode, result.plotChartNode = self.createPlotNodes(result, inputNode)
+
+    # ---------------------------------------------------------------- arrays -> MRML (GUI thread)
+
+    def _removePreviousOutputs(self, inputNodeID: str, kind: str) -> None:
+        for node in list(self._nodesWithAttribute(OUTPUT_ATTRIBUTE)):
+            if node.GetAttribute("SaliencyTrust.Input") == inputNodeID and \
+                    node.GetAttribute(OUTPUT_ATTRIBUTE) == kind:
+                self.scene.RemoveNode(node)
+
+    def _nodesWithAttribute(self, attribute: str) -> Iterator[Any]:
+        nodes = self.scene.GetNodes()
+        for index in range(nodes.GetNumberOfItems()):
+            node = nodes.GetItemAsObject(index)
+            if node.GetAttribute(attribute) is not None:
+                yield node
+
+    def _colorNodeID(self) -> str:
+        for nodeID in MAP_COLOR_NODE_IDS:
+            if self.scene.GetNodeByID(nodeID) is not None:
+                return nodeID
+        return ""
+
+    def createMapVolumeNode(self, mapArray: np.ndarray, referenceVolumeNode, method: str):
+        """A scalar volume holding ``mapArray`` ``(K, J, I)`` with the reference's geometry.
+
+        The IJK->RAS matrix and parent transform are copied from the input, so the overlay lies
+        exactly on it; the display is a colour map over [0, 1] with near-zero values transparent.
+        """
+        name = self.scene.GenerateUniqueName(f"{referenceVolumeNode.GetName()} saliency {method}")
+        node = self.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+        ijkToRas = vtk.vtkMatrix4x4()
+        referenceVolumeNode.GetIJKToRASMatrix(ijkToRas)
+        node.SetIJKToRASMatrix(ijkToRas)
+        node.SetAndObserveTransformNodeID(referenceVolumeNode.GetTransformNodeID())
+        slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(mapArray, dtype=np.float32))
+        node.SetAttribute(OUTPUT_ATTRIBUTE, "map")
+        node.SetAttribute("SaliencyTrust.Input", referenceVolumeNode.GetID())
+        node.SetAttribute("SaliencyTrust.Method", method)
+        node.CreateDefaultDisplayNodes()
+        display = node.GetDisplayNode()
+        colorNodeID = self._colorNodeID()
+        if colorNodeID:
+            display.SetAndObserveColorNodeID(colorNodeID)
+        display.AutoWindowLevelOff()
+        display.SetWindowLevelMinMax(0.0, 1.0)
+        display.SetApplyThreshold(True)
+        display.SetLowerThreshold(0.05)
+        display.SetUpperThreshold(1.0)
+        return node
+
+    def createTableNode(self, result: EvaluationResult, referenceVolumeNode):
+        """The scorecard as a table node: method, criterion, value, baseline, passed, rule."""
+        name = self.scene.GenerateUniqueName(f"{referenceVolumeNode.GetName()} saliency trust")
+        table = self.scene.AddNewNodeByClass("vtkMRMLTableNode", name)
+        table.SetAttribute(OUTPUT_ATTRIBUTE, "table")
+        table.SetAttribute("SaliencyTrust.Input", referenceVolumeNode.GetID())
+        columns = {}
+        for columnName, arrayClass in (("method", vtk.vtkStringArray), ("criterion", vtk.vtkStringArray),
+                                       ("value", vtk.vtkDoubleArray), ("baseline", vtk.vtkDoubleArray),
+                                       ("passed", vtk.vtkStringArray), ("spearman", vtk.vtkDoubleArray),
+                                       ("rule", vtk.vtkStringArray)):
+            array = arrayClass()
+            array.SetName(columnName)
+            columns[columnName] = array
+        for row in result.rows:
+            columns["method"].InsertNextValue(str(row["method"]))
+            columns["criterion"].InsertNextValue(str(row["criterion"]))
+            columns["value"].InsertNextValue(float(row["value"]))
+            columns["baseline"].InsertNextValue(float(row["baseline"]))
+            passed = row["passed"]
+            columns["passed"].InsertNextValue("n/a" if passed is None else ("pass" if passed else "fail"))
+            columns["spearman"].InsertNextValue(float(row.get("spearman", float("nan"))))
+            columns["rule"].InsertNextValue(str(row["rule"]))
+        for array in columns.values():
+            table.AddColumn(array)
+        table.SetColumnDescription("value", "the method's score on this image (AUPRC or SSIM)")
+        table.SetColumnDescription("baseline", "the score the method is compared with")
+        table.SetColumnDescription("passed", "pass / fail / n/a (no baseline); the rule column says why")
+        table.SetColumnDescription("spearman", "Spearman rank correlation beside SSIM (Binder et al. 2023)")
+        table.SetColumnDescription("rule", "the pass rule of the criterion, as in Arun et al. 2021")
+        table.SetUseColumnTitleAsColumnHeader(True)
+        return table
+
+    def createPlotNodes(self, result: EvaluationResult, referenceVolumeNode):
+        """Cascading randomization curves (SSIM vs state) and the baseline, as a plot chart."""
+        if not result.curves:
+            return None, None
+        base = referenceVolumeNode.GetName()
+        curveTable = self.scene.AddNewNodeByClass(
+            "vtkMRMLTableNode", self.scene.GenerateUniqueName(f"{base} randomization curves"))
+        curveTable.SetAttribute(OUTPUT_ATTRIBUTE, "curves")
+        curveTable.SetAttribute("SaliencyTrust.Input", referenceVolumeNode.GetID())
+        states = [state for state, _value in next(iter(result.curves.values()))]
+        stateIndex = vtk.vtkDoubleArray()
+        stateIndex.SetName("state")
+        stateNames = vtk.vtkStringArray()
+        stateNames.SetName("state name")
+        for index, state in enumerate(states):
+            stateIndex.InsertNextValue(index)
+            stateNames.InsertNextValue(state)
+        curveTable.AddColumn(stateIndex)
+        curveTable.AddColumn(stateNames)
+        chart = self.scene.AddNewNodeByClass(
+            "vtkMRMLPlotChartNode", self.scene.GenerateUniqueName(f"{base} randomization"))
+        chart.SetAttribute(OUTPUT_ATTRIBUTE, "plot")
+        chart.SetAttribute("SaliencyTrust.Input", referenceVolumeNode.GetID())
+        chart.SetTitle("Cascading randomization: SSIM to the original map")
+        chart.SetXAxisTitle("randomized up to state (top-down)")
+        chart.SetYAxisTitle("SSIM")
+        columns = list(result.curves.items())
+        for method, value in result.differentImageBaseline.items():
+            if np.isfinite(value):
+                columns.append((f"{method} different-image baseline", [(s, value) for s in states]))
+        for column, points in columns:
+            values = vtk.vtkDoubleArray()
+            values.SetName(column)
+            for _state, value in points:
+                values.InsertNextValue(float(value))
+            curveTable.AddColumn(values)
+            series = self.scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{base} {column}")
+            series.SetAttribute(OUTPUT_ATTRIBUTE, "plot")
+            series.SetAttribute("SaliencyTrust.Input", referenceVolumeNode.GetID())
+            series.SetAndObserveTableNodeID(curveTable.GetID())
+            series.SetXColumnName("state")
+            series.SetYColumnName(column)
+            series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
+            if column.endswith("baseline"):
+                series.SetLineStyle(slicer.vtkMRMLPlotSeriesNode.LineStyleDash)
+                series.SetMarkerStyle(slicer.vtkMRMLPlotSeriesNode.MarkerStyleNone)
+            chart.AddAndObservePlotSeriesNodeID(series.GetID())
+        return curveTable, chart
+
+    def showMap(self, result: EvaluationResult, method: str, opacity: float = 0.5) -> None:
+        """Overlay one method's map on the input in every slice view (pure MRML, no Qt)."""
+        mapNode = result.mapNodes.get(method)
+        if mapNode is None:
+            raise ValueError(f"no map for method {method!r}; computed: {list(result.mapNodes)}")
+        compositeNodes = self.scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
+        for index in range(compositeNodes.GetNumberOfItems()):
+            composite = compositeNodes.GetItemAsObject(index)
+            composite.SetBackgroundVolumeID(result.request.inputNodeID)
+            composite.SetForegroundVolumeID(mapNode.GetID())
+            composite.SetForegroundOpacity(float(opacity))
+
+    def showPlot(self, plotChartNode) -> None:
+        """Show the chart in the layout's plot view (needs the application; no-op headless)."""
+        app = getattr(slicer, "app", None)
+        if app is None or not hasattr(app, "layoutManager") or app.layoutManager() is None:
+            return
+        slicer.modules.plots.logic().ShowChartInLayout(plotChartNode)
+
+    # ---------------------------------------------------------------- entry points
+
+    def startEvaluation(self, request: EvaluationRequest, onProgress=None, onFinished=None,
+                        synchronous: bool = False) -> SaliencyTrustRunner:
+        """Run the evaluation: in a worker thread (default, returns at once) or on this thread."""
+        result = EvaluationResult(request=request)
+        runner = SaliencyTrustRunner(self.evaluationSteps(request, result), onProgress=onProgress,
+                                     onFinished=onFinished, result=result)
+        if synchronous:
+            runner.runSynchronously()
+            return runner
+        return runner.start()
+
+    def process(self, inputVolumeNode, modelPath=DEFAULT_BUNDLE_DIR, methods: Sequence[str] = STUDY_METHODS,
+                **options) -> EvaluationResult:
+        """Batch entry point: evaluate on this thread and return the result (maps, table, plot).
+
+        ``options`` are :meth:`makeRequest`'s keyword arguments.
+        """
+        request = self.makeRequest(inputVolumeNode, modelPath, methods, **options)
+        return self.startEvaluation(request, synchronous=True).result
+
+    def scorecardDict(self, result: EvaluationResult) -> Dict[str, Any]:
+        """The result as plain JSON-able data: prediction, settings, rows, curves, baselines."""
+        def clean(value):
+            if isinstance(value, float) and not np.isfinite(value):
+                return None
+            return value
+
+        return {
+            "image": result.request.image.metadata.get("name", ""),
+            "model": str(result.request.modelPath),
+            "predicted_class": result.predictedClass,
+            "target_class": result.targetClass,
+            "logits": None if result.logits is None else [float(v) for v in result.logits],
+            "ssim_options": self._ssimOptions(),
+            "granularity": result.request.granularity,
+            "seed": result.request.seed,
+            "rows": [{k: clean(v) for k, v in row.items()} for row in result.rows],
+            "curves": {m: [[state, clean(float(v))] for state, v in c] for m, c in result.curves.items()},
+            "different_image_baseline": {m: clean(v) for m, v in result.differentImageBaseline.items()},
+        }
+
+    def sourceDicomFiles(self, volumeNode) -> List[str]:
+        """Files of the DICOM instances a volume was loaded from (empty when not from the database)."""
+        uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
+        database = getattr(slicer, "dicomDatabase", None)
+        if not uids or database is None:
+            return []
+        return [f for f in (database.fileForInstance(uid) for uid in uids) if f]
+
+    def exportResults(self, result: EvaluationResult, directory, toDicomDatabase: bool = False,
+                      sourceDicomFiles: Optional[Sequence[str]] = None) -> List[Path]:
+        """Write the maps and the scorecard to ``directory``; optionally DICOM objects too.
+
+        Files: ``<image>_saliency_<method>.nii.gz`` per map (the input's geometry),
+        ``<image>_scorecard.csv`` and ``.json``. With ``toDicomDatabase``: one DICOM Parametric Map
+        per method and a Structured Report of the scorecard under ``dicom/``, referencing the
+        source instances (``sourceDicomFiles``, or those the input was loaded from), and imported
+        into Slicer's DICOM database when there is one.
+
+        Returns:
+            The paths written.
+        """
+        import csv
+        import json
+
+        from SaliencyTrustLib.io import write_nifti
+
+        if not directory:
+            raise ValueError(_("Choose an export folder."))
+        if not result.maps:
+            raise ValueError(_("Nothing to export: no map was computed."))
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        base = "".join(c if c.isalnum() or c in "-_." else "_" for c in
+                       result.request.image.metadata.get("name", "image")) or "image"
+        written: List[Path] = []
+        mapVolumes = {}
+        for method, mapArray in result.maps.items():
+            mapVolumes[method] = result.request.image.with_array(mapArray, SeriesDescription=f"Saliency {method}")
+            path = directory / f"{base}_saliency_{method}.nii.gz"
+            write_nifti(mapVolumes[method], path)
+            written.append(path)
+        scorecard = self.scorecardDict(result)
+        path = directory / f"{base}_scorecard.json"
+        path.write_text(json.dumps(scorecard, indent=2))
+        written.append(path)
+        path = directory / f"{base}_scorecard.csv"
+        with open(path, "w", newline="") as stream:
+            fields = ["method", "criterion", "value", "baseline", "passed", "spearman", "rule"]
+            writer = csv.DictWriter(stream, fieldnames=fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(result.rows)
+        written.append(path)
+        if toDicomDatabase:
+            written += self._exportDicom(result, mapVolumes, scorecard, directory / "dicom", sourceDicomFiles)
+        return written
+
+    def _exportDicom(self, result, mapVolumes, scorecard, directory: Path, sourceDicomFiles) -> List[Path]:
+        import pydicom
+
+        from SaliencyTrustLib.io import write_parametric_map, write_scorecard_sr
+
+        sources = list(sourceDicomFiles or [])
+        if not sources:
+            inputNode = self.scene.GetNodeByID(result.request.inputNodeID)
+            sources = self.sourceDicomFiles(inputNode) if inputNode is not None else []
+        if not sources:
+            raise ValueError(_("DICOM export needs the input loaded from the DICOM database (DICOM "
+                               "module); export files instead, or load the study as DICOM."))
+        datasets = sorted((pydicom.dcmread(f) for f in sources), key=lambda d: int(getattr(d, "InstanceNumber", 0) or 0))
+        directory.mkdir(parents=True, exist_ok=True)
+        written = []
+        for method, volume in mapVolumes.items():
+            path = directory / f"saliency_{method}_pm.dcm"
+            write_parametric_map(volume, datasets, path)
+            written.append(path)
+        path = directory / "scorecard_sr.dcm"
+        write_scorecard_sr(scorecard, datasets, path)
+        written.append(path)
+        if getattr(slicer, "dicomDatabase", None) is not None:
+            from DICOMLib import DICOMUtils
+
+            DICOMUtils.importDicom(str(directory))
+        return written
+
+
+#
+# SaliencyTrustTest
+#
+
+
+class SaliencyTrustTest(ScriptedLoadableModuleTest):
+    """Runs inside Slicer (Developer mode > Reload and Test, or Slicer --python-code)."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_SaliencyTrust1()

@@ -1,0 +1,171 @@
+"""Run SaliencyTrust.py on real MRML (slicer-core) with thin stand-ins for Slicer's Qt-bound parts.
+
+What is real here: ``slicer`` from the slicer-core wheel (vtkMRMLScene, volume/segmentation/markups/
+table/plot nodes, the segmentations logic, ``slicer.util`` array helpers, slice logic rendering).
+What is stood in, only because it needs the Qt application that cannot exist here: ``qt`` (QTimer
+from PySide6's QtCore), ``ctk``, ``slicer.ScriptedLoadableModule``, ``slicer.parameterNodeWrapper``
+and ``slicer.i18n``. A stand-in is installed only when the real module cannot be imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+import unittest
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MODULE_FILE = REPO / "SaliencyTrust" / "SaliencyTrust.py"
+
+
+def _importable(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not available here"
+        return False
+
+
+def _install_standins() -> None:
+    import slicer
+
+    if not _importable("qt"):
+        from PySide6 import QtCore
+
+        qt = types.ModuleType("qt")
+        qt.QTimer = QtCore.QTimer
+        qt.QObject = QtCore.QObject
+        qt.Qt = QtCore.Qt
+        sys.modules["qt"] = qt
+    if not _importable("ctk"):
+        sys.modules["ctk"] = types.ModuleType("ctk")
+    if not _importable("slicer.i18n"):
+        i18n = types.ModuleType("slicer.i18n")
+        i18n.tr = lambda text: text
+        i18n.translate = lambda context, text: text
+        sys.modules["slicer.i18n"] = i18n
+        slicer.i18n = i18n
+    if not _importable("slicer.ScriptedLoadableModule"):
+        slm = types.ModuleType("slicer.ScriptedLoadableModule")
+
+        class ScriptedLoadableModule:
+            def __init__(self, parent):
+                self.parent = parent
+
+        class ScriptedLoadableModuleWidget:
+            def __init__(self, parent=None):
+                self.parent = parent
+
+        class ScriptedLoadableModuleLogic:
+            def __init__(self, parent=None):
+                self.moduleName = "SaliencyTrust"
+
+            def getParameterNode(self):
+                scene = slicer.mrmlScene
+                node = scene.GetSingletonNode(self.moduleName, "vtkMRMLScriptedModuleNode")
+                if node is None:
+                    node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
+                    node.SetSingletonTag(self.moduleName)
+                    node.SetAttribute("ModuleName", self.moduleName)
+                return node
+
+        slm.ScriptedLoadableModule = ScriptedLoadableModule
+        slm.ScriptedLoadableModuleWidget = ScriptedLoadableModuleWidget
+        slm.ScriptedLoadableModuleLogic = ScriptedLoadableModuleLogic
+        slm.ScriptedLoadableModuleTest = unittest.TestCase
+        sys.modules["slicer.ScriptedLoadableModule"] = slm
+        slicer.ScriptedLoadableModule = slm
+    if not _importable("slicer.parameterNodeWrapper"):
+        pnw = types.ModuleType("slicer.parameterNodeWrapper")
+
+        def parameterNodeWrapper(cls):
+            """Typed attribute access over a vtkMRMLScriptedModuleNode (values kept in Python)."""
+            defaults = {name: getattr(cls, name, None) for name in cls.__annotations__}
+
+            class Wrapper:
+                def __init__(self, node):
+                    object.__setattr__(self, "parameterNode", node)
+                    for name, value in defaults.items():
+                        object.__setattr__(self, name, list(value) if isinstance(value, list) else
+                                           ([] if value is None and "list[" in str(cls.__annotations__[name]) else value))
+
+            Wrapper.__name__ = cls.__name__
+            Wrapper.__doc__ = cls.__doc__
+            Wrapper.__annotations__ = cls.__annotations__
+            return Wrapper
+
+        pnw.parameterNodeWrapper = parameterNodeWrapper
+        pnw.WithinRange = lambda low, high: ("WithinRange", low, high)
+        pnw.Choice = lambda choices: ("Choice", tuple(choices))
+        sys.modules["slicer.parameterNodeWrapper"] = pnw
+        slicer.parameterNodeWrapper = pnw
+
+
+def _register_segmentation_converters() -> None:
+    """What Slicer's Segmentations module does at application start-up."""
+    import slicer
+
+    factory = slicer.vtkSegmentationConverterFactory.GetInstance()
+    for rule in (slicer.vtkBinaryLabelmapToClosedSurfaceConversionRule,
+                 slicer.vtkClosedSurfaceToBinaryLabelmapConversionRule,
+                 slicer.vtkClosedSurfaceToFractionalLabelmapConversionRule,
+                 slicer.vtkFractionalLabelmapToClosedSurfaceConversionRule):
+        factory.RegisterConverterRule(rule())
+
+
+_REGISTERED = False
+
+
+def load_module():
+    """Import SaliencyTrust.py (once) after the stand-ins are in place."""
+    global _REGISTERED
+    _install_standins()
+    if not _REGISTERED:
+        _register_segmentation_converters()
+        _REGISTERED = True
+    if "SaliencyTrust" in sys.modules and getattr(sys.modules["SaliencyTrust"], "__file__", "") == str(MODULE_FILE):
+        return sys.modules["SaliencyTrust"]
+    spec = importlib.util.spec_from_file_location("SaliencyTrust", MODULE_FILE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["SaliencyTrust"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def st():
+    """The SaliencyTrust module (Module, Widget, Logic, Test classes)."""
+    return load_module()
+
+
+@pytest.fixture
+def scene():
+    """A fresh MRML scene with the colour tables and the Red/Yellow/Green slice logics, as in Slicer."""
+    import slicer
+
+    load_module()
+    scene = slicer.vtkMRMLScene()
+    colors = slicer.vtkMRMLColorLogic()
+    colors.SetMRMLScene(scene)
+    app = slicer.vtkMRMLApplicationLogic()
+    app.SetMRMLScene(scene)
+    sliceLogics = []
+    for name, orientation in (("Red", "Axial"), ("Yellow", "Sagittal"), ("Green", "Coronal")):
+        sliceNode = scene.AddNewNodeByClass("vtkMRMLSliceNode")
+        sliceNode.SetName(name)
+        sliceNode.SetLayoutName(name)
+        sliceNode.SetOrientation(orientation)
+        logic = slicer.vtkMRMLSliceLogic()
+        logic.SetMRMLScene(scene)
+        logic.SetSliceNode(sliceNode)
+        sliceLogics.append(logic)
+    previous = getattr(slicer, "mrmlScene", None)
+    slicer.mrmlScene = scene
+    scene._keepAlive = (colors, app, sliceLogics)  # type: ignore[attr-defined]
+    yield scene
+    slicer.mrmlScene = previous
+    scene.Clear(1)

@@ -1,0 +1,725 @@
+"""Write results back as DICOM, with highdicom only: saliency Parametric Map, thresholded SEG, SR.
+
+Three objects, all filed in the study of their source images and referencing them:
+
+* :func:`write_parametric_map` - the saliency map as a **Parametric Map** (float32 in [0, 1], a
+  Real World Value Mapping "saliency, no units", identity slope/intercept, window 0..1) on the
+  source's pixel grid, frame of reference and plane positions, so a DICOM viewer overlays it on
+  the original.
+* :func:`write_seg` - the map thresholded (``map >= threshold``) as a binary **Segmentation**; the
+  segment label and the algorithm parameters name the method and the threshold.
+* :func:`write_scorecard_sr` - the trust scorecard as a **Comprehensive SR** with a TID 1500
+  Measurement Report: one measurement group (TID 1501) per method x criterion holding the value
+  (units ``1``), its baseline when there is one, and pass/fail as a qualitative evaluation. Beside
+  it, ``<stem>.json`` (the whole scorecard, including what SR does not hold well: the
+  randomization curves, per-image values, reasons for NaN) and ``<stem>.csv`` (one row per
+  measurement group: ``method,criterion,metric,value,baseline,passed,reason``).
+
+Sources are the pydicom datasets (or files, or a series folder) the map was computed from:
+single-frame images (a CR/DX radiograph, the slices of a CT/MR series) or one multi-frame image.
+The map is ``(K, J, I)`` like :class:`SaliencyTrustLib.image.ImageVolume`, with ``K`` = the number of
+source frames. Slices of a series are matched to ``K`` by position along the slice normal, in
+increasing order (the order of SimpleITK and of ``SaliencyTrustLib.io.read_image``); when the map
+is an :class:`~SaliencyTrustLib.image.ImageVolume` its plane positions must equal the sources'
+(else the map is on another grid: resample it onto the source first).
+
+Radiographs usually have no Frame of Reference, which the Parametric Map IOD requires. The map of
+such an image gets a Frame of Reference UID derived deterministically from the source SOP Instance
+UID (so the Parametric Map and the SEG of one image share it and overlay each other), with the
+image plane at the origin, oriented by the source's Patient Orientation (default: rows along +x,
+columns along +y) and spaced by its Pixel Spacing (else Imager Pixel Spacing, else 1 mm). Both
+still reference the source instance, which is how viewers pair them with the radiograph.
+
+The only attribute set outside a highdicom constructor: the Parametric Map gets the General
+Series Laterality (type 2C) of its source, empty when the source has none, because highdicom 0.28
+leaves it out and the Parametric Map IOD has no Frame Anatomy functional group from highdicom to
+satisfy the condition otherwise (``dciodvfy`` reports it missing).
+
+Every writer is also a class (:class:`ParametricMapWriter`, :class:`SegWriter`,
+:class:`ScorecardSRWriter`) built from plain keyword arguments, for bundle configs (``_target_``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import highdicom as hd
+from highdicom.coding_schemes import CodingSchemeIdentificationItem
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.uid import generate_uid
+
+from ..image import ImageVolume
+from .errors import InputError
+
+__all__ = [
+    "MANUFACTURER", "MODEL_NAME", "CODING_SCHEME", "CRITERION_CODES", "PASSED_CODE",
+    "load_source_datasets", "write_parametric_map", "write_seg", "write_scorecard_sr",
+    "scorecard_rows", "ParametricMapWriter", "SegWriter", "ScorecardSRWriter",
+]
+
+#: Equipment attributes of every object written.
+MANUFACTURER = "SaliencyTrust"
+MODEL_NAME = "SaliencyTrustLib"
+DEVICE_SERIAL_NUMBER = "none"
+
+#: Private coding scheme for the concepts DICOM has no code for (PS3.16 8.2: "99" prefix).
+CODING_SCHEME = "99SALTRUST"
+
+
+def _code(value: str, meaning: str) -> hd.sr.CodedConcept:
+    return hd.sr.CodedConcept(value=value, scheme_designator=CODING_SCHEME, meaning=meaning)
+
+
+#: Measurement name of each criterion (the value the scorecard reports for it).
+CRITERION_CODES: Dict[str, hd.sr.CodedConcept] = {
+    "localization_utility": _code("LOCUTIL", "Localization utility (mean AUPRC)"),
+    "randomization_sensitivity": _code("RANDSENS", "Randomization sensitivity (mean SSIM)"),
+    "repeatability": _code("REPEAT", "Repeatability (mean SSIM)"),
+    "reproducibility": _code("REPROD", "Reproducibility (mean SSIM)"),
+}
+#: Name of a criterion's baseline measurement.
+BASELINE_CODE = _code("BASELINE", "Criterion baseline")
+#: Qualitative evaluation name; its value is SCT Yes / No / Indeterminate.
+PASSED_CODE = _code("PASSED", "Trust criterion passed")
+#: The procedure the SR reports on.
+PROCEDURE_CODE = _code("SALTRUST", "Saliency map trustworthiness assessment")
+#: Quantity of the Parametric Map / segmented property type of the SEG (DICOM CID 217).
+SALIENCY_QUANTITY = codes.DCM.Saliency
+GRADCAM_QUANTITY = codes.DCM.GradientWeightedClassActivation
+CLASS_ACTIVATION_QUANTITY = codes.DCM.ClassActivation
+
+SourceLike = Union[Dataset, str, os.PathLike, Sequence[Union[Dataset, str, os.PathLike]]]
+MapLike = Union[ImageVolume, np.ndarray]
+
+
+# --------------------------------------------------------------------------------------------
+# sources
+# --------------------------------------------------------------------------------------------
+def _read_dicom(path: Path) -> Dataset:
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except (pydicom.errors.InvalidDicomError, OSError, ValueError) as error:
+        raise InputError(path, f"is not a readable DICOM file ({error}).",
+                         "pass the DICOM image(s) the map was computed from.") from error
+
+
+def load_source_datasets(source: SourceLike) -> List[Dataset]:
+    """The source images as pydicom datasets (pixel data not needed).
+
+    Args:
+        source: a dataset, a list of datasets, a DICOM file, a list of files, or a folder holding
+            one series (every file in it, recursively, that pydicom reads).
+
+    Returns:
+        The datasets, in the order given (a folder: sorted by file name).
+
+    Raises:
+        InputError: no file, a file that is not DICOM, or images of several series.
+    """
+    items: List[Union[Dataset, str, os.PathLike]]
+    if isinstance(source, (Dataset, str, os.PathLike)):
+        items = [source]
+    else:
+        items = list(source)
+    datasets: List[Dataset] = []
+    for item in items:
+        if isinstance(item, Dataset):
+            datasets.append(item)
+            continue
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            if not files:
+                raise InputError(path, "is an empty folder.", "pass the source series folder.")
+            datasets.extend(_read_dicom(p) for p in files)
+        elif path.is_file():
+            datasets.append(_read_dicom(path))
+        else:
+            raise InputError(path, "does not exist.", "pass the source DICOM file(s) or folder.")
+    if not datasets:
+        raise InputError(None, "no source DICOM image was given.",
+                         "pass the dataset(s), file(s) or folder the map was computed from.")
+    series = {(str(d.get("StudyInstanceUID")), str(d.get("SeriesInstanceUID"))) for d in datasets}
+    if len(series) != 1:
+        raise InputError(getattr(datasets[0], "filename", None),
+                         f"the source images belong to {len(series)} series.",
+                         "write one result per source series.")
+    for ds in datasets:
+        if "Rows" not in ds or "Columns" not in ds:
+            raise InputError(getattr(ds, "filename", None),
+                             f"SOP class {ds.get('SOPClassUID', '?')} is not an image.",
+                             "pass the image series the map was computed from.")
+    return datasets
+
+
+def _number_of_frames(ds: Dataset) -> int:
+    return int(ds.get("NumberOfFrames", 1) or 1)
+
+
+def _slice_normal(ds: Dataset) -> np.ndarray:
+    orientation = np.asarray(ds.ImageOrientationPatient, float)
+    return np.cross(orientation[:3], orientation[3:])
+
+
+def _order_sources(map_volume: MapLike, datasets: List[Dataset]) -> List[Dataset]:
+    """Sort single-frame sources to the map's K order and check the map's grid against them."""
+    if len(datasets) == 1:
+        return datasets
+    if not all("ImagePositionPatient" in d and "ImageOrientationPatient" in d for d in datasets):
+        raise InputError(getattr(datasets[0], "filename", None),
+                         "a series of several images without Image Position/Orientation (Patient) "
+                         "cannot be matched to the map's slices.",
+                         "pass the one image the map was computed from.")
+    normal = _slice_normal(datasets[0])
+    ordered = sorted(datasets, key=lambda d: float(np.dot(normal, np.asarray(
+        d.ImagePositionPatient, float))))
+    if isinstance(map_volume, ImageVolume):
+        positions = np.array([d.ImagePositionPatient for d in ordered], float)
+        ijk_to_lps = map_volume.ijk_to_lps()
+        k = np.arange(map_volume.shape[0])
+        planes = (ijk_to_lps @ np.stack([0 * k, 0 * k, k, 1 + 0 * k]))[:3].T
+        tolerance = 1e-2 * max(1.0, float(min(map_volume.spacing)))
+        if len(planes) == len(positions) and not np.allclose(planes, positions, atol=tolerance):
+            if np.allclose(planes, positions[::-1], atol=tolerance):
+                return ordered[::-1]
+            raise ValueError(
+                "write: the map's plane positions differ from the source slices' Image Position "
+                "(Patient): the map is on another grid. Resample it onto the source image "
+                "(e.g. with SimpleITK) before writing, or pass a plain (K, J, I) array in the "
+                "order of increasing slice position.")
+    return ordered
+
+
+def _map_array(map_volume: MapLike, datasets: List[Dataset], name: str) -> np.ndarray:
+    """The map as ``(frames, rows, columns)``, checked against the sources."""
+    array = map_volume.array if isinstance(map_volume, ImageVolume) else np.asarray(map_volume)
+    if array.ndim == 2:
+        array = array[np.newaxis]
+    if array.ndim != 3:
+        raise ValueError(f"{name}: the map must be (K, J, I) or (J, I); got shape {array.shape}. "
+                         "Drop batch and channel axes first.")
+    frames = sum(_number_of_frames(d) for d in datasets)
+    expected = (frames, int(datasets[0].Rows), int(datasets[0].Columns))
+    if array.shape != expected:
+        raise ValueError(f"{name}: the map has shape {array.shape} but the source has "
+                         f"(frames, rows, columns) = {expected}. Compute or resample the map on "
+                         "the source image grid.")
+    return array
+
+
+def _lps_vector(letters: str) -> np.ndarray:
+    axes = {"L": (1, 0, 0), "R": (-1, 0, 0), "P": (0, 1, 0), "A": (0, -1, 0),
+            "H": (0, 0, 1), "F": (0, 0, -1)}
+    vector = np.sum([axes[c] for c in letters if c in axes], axis=0) if letters else np.zeros(3)
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else np.zeros(3)
+
+
+def _with_plane_geometry(ds: Dataset) -> Dataset:
+    """A pixel-less copy of a single-frame projection image given a frame of reference and plane.
+
+    See the module docstring: the Frame of Reference UID is kept when present, else derived from
+    the SOP Instance UID; plane at the origin; orientation from Patient Orientation.
+    """
+    meta = Dataset()
+    meta.file_meta = getattr(ds, "file_meta", Dataset())
+    for element in ds:
+        if element.keyword not in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+            meta.add(element)
+    if "FrameOfReferenceUID" not in meta:
+        meta.FrameOfReferenceUID = generate_uid(entropy_srcs=[str(ds.SOPInstanceUID), "FoR"])
+        meta.PositionReferenceIndicator = ""
+    row, column = np.array([1.0, 0, 0]), np.array([0, 1.0, 0])
+    orientation = [str(v).upper() for v in (ds.get("PatientOrientation") or [])]
+    if len(orientation) == 2:
+        r, c = _lps_vector(orientation[0]), _lps_vector(orientation[1])
+        if np.linalg.norm(r) > 0 and np.linalg.norm(c) > 0 and abs(np.dot(r, c)) < 1e-6:
+            row, column = r, c
+    meta.ImagePositionPatient = [0.0, 0.0, 0.0]
+    meta.ImageOrientationPatient = [float(v) for v in (*row, *column)]
+    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing") or [1.0, 1.0]
+    meta.PixelSpacing = [float(v) for v in spacing]
+    if "SliceThickness" not in meta or meta.SliceThickness in (None, ""):
+        meta.SliceThickness = 1.0   # a projection has none; the Pixel Measures need a value
+    return meta
+
+
+def _prepare_sources(datasets: List[Dataset]) -> List[Dataset]:
+    """Complete the geometry of a single projection image (see the module docstring)."""
+    if len(datasets) != 1 or _number_of_frames(datasets[0]) != 1:
+        return datasets
+    ds = datasets[0]
+    if ("ImagePositionPatient" in ds and "ImageOrientationPatient" in ds
+            and "FrameOfReferenceUID" in ds):
+        return datasets
+    return [_with_plane_geometry(ds)]
+
+
+def _save(dataset: Dataset, path: Optional[Union[str, os.PathLike]]) -> None:
+    if path is None:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dataset.save_as(path, enforce_file_format=True)
+
+
+def _quantity_for(method: str) -> hd.sr.CodedConcept:
+    name = method.lower().replace("-", "_")
+    if "gradcam" in name and "guided" not in name:
+        return GRADCAM_QUANTITY
+    return SALIENCY_QUANTITY
+
+
+def _software_version() -> str:
+    from .. import __version__
+    return __version__
+
+
+def _content_label(text: str) -> str:
+    """A valid CS Content Label (upper case, digits, underscore; at most 16 characters)."""
+    label = "".join(c if c.isalnum() else "_" for c in text.upper())[:16].strip("_")
+    return label or "SALIENCY"
+
+
+# --------------------------------------------------------------------------------------------
+# Parametric Map
+# --------------------------------------------------------------------------------------------
+def write_parametric_map(
+    map_volume: MapLike,
+    source_datasets: SourceLike,
+    path: Optional[Union[str, os.PathLike]] = None,
+    *,
+    method: str = "saliency",
+    series_number: int = 901,
+    series_description: Optional[str] = None,
+    content_label: Optional[str] = None,
+    series_instance_uid: Optional[str] = None,
+    sop_instance_uid: Optional[str] = None,
+) -> hd.pm.ParametricMap:
+    """Write a saliency map as a DICOM Parametric Map over its source image.
+
+    Args:
+        map_volume: the map, ``(K, J, I)`` (or ``(J, I)``) float in [0, 1] on the source grid:
+            an :class:`ImageVolume` (its plane positions are checked against the sources) or an
+            array (``K`` in order of increasing slice position).
+        source_datasets: the source image(s) (see :func:`load_source_datasets`).
+        path: where to save the object (``.dcm``); not saved when None.
+        method: saliency method name, recorded in the content description, the Real World Value
+            Mapping's explanation and its quantity (GradCAM -> DCM 130402 "Gradient-weighted class
+            activation", else DCM 130404 "Saliency").
+        series_number: Series Number of the new series.
+        series_description: default ``"Saliency map (<method>)"``.
+        content_label: CS label (default from ``method``).
+        series_instance_uid, sop_instance_uid: UIDs to use (new ones when None).
+
+    Returns:
+        The :class:`highdicom.pm.ParametricMap` (a pydicom Dataset), float32 pixels in [0, 1].
+
+    Raises:
+        ValueError: the map holds NaN/inf or values outside [0, 1], or is not on the source grid.
+        InputError: the sources cannot be read or are not one image series.
+    """
+    datasets = load_source_datasets(source_datasets)
+    datasets = _order_sources(map_volume, datasets)
+    array = _map_array(map_volume, datasets, "write_parametric_map").astype(np.float32)
+    if not np.all(np.isfinite(array)):
+        raise ValueError("write_parametric_map: the map holds NaN or infinite values; compute it "
+                         "with postprocess='paper' (normalized to [0, 1]) or replace them.")
+    if array.min() < 0.0 or array.max() > 1.0:
+        raise ValueError(f"write_parametric_map: map values span [{array.min():g}, "
+                         f"{array.max():g}], outside [0, 1]. Normalize the map "
+                         "(compute_saliency(..., postprocess='paper')) before writing.")
+    sources = _prepare_sources(datasets)
+    mapping = hd.pm.RealWorldValueMapping(
+        lut_label=_content_label(method),
+        lut_explanation=f"{method} saliency, normalized to [0, 1]"[:64],
+        unit=codes.UCUM.NoUnits,
+        value_range=(0.0, 1.0),
+        slope=1.0,
+        intercept=0.0,
+        quantity_definition=_quantity_for(method),
+    )
+    pmap = hd.pm.ParametricMap(
+        source_images=sources,
+        pixel_array=array,
+        series_instance_uid=series_instance_uid or hd.UID(),
+        series_number=int(series_number),
+        sop_instance_uid=sop_instance_uid or hd.UID(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name=MODEL_NAME,
+        software_versions=_software_version(),
+        device_serial_number=DEVICE_SERIAL_NUMBER,
+        contains_recognizable_visual_features=False,
+        real_world_value_mappings=[mapping],
+        voi_lut_transformations=[hd.VOILUTTransformation(
+            window_center=0.5, window_width=1.0, window_explanation="saliency 0 to 1")],
+        content_label=content_label or _content_label(method),
+        content_description=f"{method} saliency map"[:64],
+        series_description=(series_description or f"Saliency map ({method})")[:64],
+    )
+    pmap.Laterality = datasets[0].get("Laterality", "")   # see the module docstring
+    _save(pmap, path)
+    return pmap
+
+
+# --------------------------------------------------------------------------------------------
+# SEG
+# --------------------------------------------------------------------------------------------
+def write_seg(
+    map_volume: MapLike,
+    source_datasets: SourceLike,
+    path: Optional[Union[str, os.PathLike]] = None,
+    *,
+    threshold: float = 0.5,
+    method: str = "saliency",
+    series_number: int = 902,
+    series_description: Optional[str] = None,
+    series_instance_uid: Optional[str] = None,
+    sop_instance_uid: Optional[str] = None,
+) -> hd.seg.Segmentation:
+    """Write ``map >= threshold`` as a binary DICOM Segmentation over the source image.
+
+    Args:
+        map_volume: the map ``(K, J, I)`` on the source grid (as for :func:`write_parametric_map`);
+            a bool array is written as is (``threshold`` then only labels the segment).
+        source_datasets: the source image(s).
+        path: where to save the object; not saved when None.
+        threshold: voxels with ``map >= threshold`` are in the segment.
+        method: saliency method, named in the segment label ("<method> saliency >= <threshold>")
+            and in the algorithm identification (with the threshold as a parameter).
+        series_number, series_description, series_instance_uid, sop_instance_uid: as for
+            :func:`write_parametric_map`.
+
+    Returns:
+        The :class:`highdicom.seg.Segmentation`: one segment (number 1), every source frame
+        present (empty frames are kept, so each frame references its source).
+    """
+    datasets = load_source_datasets(source_datasets)
+    datasets = _order_sources(map_volume, datasets)
+    array = _map_array(map_volume, datasets, "write_seg")
+    if not np.isfinite(float(threshold)):
+        raise ValueError(f"write_seg: threshold must be a finite number, got {threshold!r}.")
+    if array.dtype == bool:
+        mask = array
+    else:
+        if not np.all(np.isfinite(array)):
+            raise ValueError("write_seg: the map holds NaN or infinite values.")
+        mask = array >= float(threshold)
+    sources = _prepare_sources(datasets)
+    label = f"{method} saliency >= {float(threshold):g}"[:64]
+    description = hd.seg.SegmentDescription(
+        segment_number=1,
+        segment_label=label,
+        segmented_property_category=codes.cid7150.SpatialAndRelationalConcept,
+        segmented_property_type=_quantity_for(method),
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=hd.AlgorithmIdentificationSequence(
+            name=f"SaliencyTrust {method}"[:64],
+            family=codes.cid7162.ArtificialIntelligence,
+            version=_software_version(),
+            parameters={"method": method, "threshold": f"{float(threshold):g}"},
+        ),
+    )
+    seg = hd.seg.Segmentation(
+        source_images=sources,
+        pixel_array=mask.astype(np.uint8),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[description],
+        series_instance_uid=series_instance_uid or hd.UID(),
+        series_number=int(series_number),
+        sop_instance_uid=sop_instance_uid or hd.UID(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name=MODEL_NAME,
+        software_versions=_software_version(),
+        device_serial_number=DEVICE_SERIAL_NUMBER,
+        omit_empty_frames=False,
+        content_label=_content_label(f"{method}_seg"),
+        content_description=label,
+        series_description=(series_description or f"Salient region ({label})")[:64],
+    )
+    _save(seg, path)
+    return seg
+
+
+# --------------------------------------------------------------------------------------------
+# Scorecard SR (+ JSON / CSV)
+# --------------------------------------------------------------------------------------------
+_VALUE_KEYS = ("value", "score", "mean")
+_PASSED_KEYS = ("passed", "pass", "verdict")
+CSV_COLUMNS = ("method", "criterion", "metric", "value", "baseline", "passed", "reason")
+
+
+def _as_float(value: Any) -> Optional[float]:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number
+
+
+def _as_passed(value: Any) -> Optional[bool]:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("pass", "passed", "true", "yes"):
+            return True
+        if lowered in ("fail", "failed", "false", "no"):
+            return False
+    return None
+
+
+def _row(method: str, criterion: str, item: Mapping[str, Any]) -> Dict[str, Any]:
+    value = next((item[k] for k in _VALUE_KEYS if k in item), None)
+    passed = next((item[k] for k in _PASSED_KEYS if k in item), None)
+    return {
+        "method": str(method),
+        "criterion": str(criterion),
+        "metric": str(item.get("metric", "")),
+        "value": _as_float(value),
+        "baseline": _as_float(item.get("baseline")),
+        "passed": _as_passed(passed),
+        "reason": str(item.get("reason", "") or ""),
+    }
+
+
+def scorecard_rows(scorecard: Any) -> List[Dict[str, Any]]:
+    """Flatten a scorecard into one row per method x criterion.
+
+    Accepts a ``Scorecard`` (anything with ``to_dict()``), its dict, or rows. Recognized layouts:
+
+    * ``{"rows": [{"method", "criterion", "value", "passed", ...}, ...]}`` or that list itself;
+    * ``{"methods": {method: {criterion: {...}}}}`` or ``{method: {criterion: {...}}}``;
+    * ``{"criteria": {criterion: {method: {...}}}}``.
+
+    In each item the value is read from ``value`` (or ``score`` / ``mean``), pass/fail from
+    ``passed`` (or ``pass`` / ``verdict``: bool or "pass"/"fail"), plus optional ``baseline``,
+    ``metric`` and ``reason``. Other keys (curves, per-image values) stay in the JSON only.
+
+    Returns:
+        Rows with keys :data:`CSV_COLUMNS`: ``value``/``baseline`` float or None (None or NaN =
+        undefined), ``passed`` True/False/None.
+    """
+    data = scorecard.to_dict() if hasattr(scorecard, "to_dict") else scorecard
+    if isinstance(data, Mapping) and "rows" in data:
+        data = data["rows"]
+    if isinstance(data, (list, tuple)):
+        return [_row(item.get("method", ""), item.get("criterion", ""), item) for item in data]
+    if not isinstance(data, Mapping):
+        raise ValueError(f"write_scorecard_sr: cannot read a scorecard of type "
+                         f"{type(scorecard).__name__}; pass Scorecard, its to_dict() or rows.")
+    rows: List[Dict[str, Any]] = []
+    if isinstance(data.get("criteria"), Mapping) and "methods" not in data:
+        for criterion, per_method in data["criteria"].items():
+            for method, item in per_method.items():
+                if isinstance(item, Mapping):
+                    rows.append(_row(method, criterion, item))
+        return rows
+    methods = data.get("methods", data)
+    if not isinstance(methods, Mapping):
+        raise ValueError("write_scorecard_sr: the scorecard's 'methods' must map method names "
+                         "to {criterion: {...}}.")
+    for method, per_criterion in methods.items():
+        if not isinstance(per_criterion, Mapping):
+            continue
+        for criterion, item in per_criterion.items():
+            if isinstance(item, Mapping):
+                rows.append(_row(method, criterion, item))
+    return rows
+
+
+def _criterion_code(criterion: str, metric: str) -> hd.sr.CodedConcept:
+    if criterion in CRITERION_CODES:
+        return CRITERION_CODES[criterion]
+    value = "".join(c for c in criterion.upper() if c.isalnum())[:16] or "CRITERION"
+    meaning = criterion.replace("_", " ").capitalize() + (f" ({metric})" if metric else "")
+    return _code(value, meaning[:64])
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def _finite(value: Optional[float]) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def write_scorecard_files(scorecard: Any, json_path: Union[str, os.PathLike],
+                          csv_path: Union[str, os.PathLike]) -> Tuple[Path, Path]:
+    """Write the scorecard as JSON (all of it) and CSV (one row per method x criterion).
+
+    The JSON is ``scorecard.to_json()`` when the scorecard has it, else the dict given (NaN
+    written as ``NaN``, arrays as lists). The CSV has the columns :data:`CSV_COLUMNS`; empty
+    ``value``/``baseline`` cells mean undefined, ``passed`` is ``pass``, ``fail`` or empty.
+    """
+    json_path, csv_path = Path(json_path), Path(csv_path)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    if hasattr(scorecard, "to_json"):
+        text = scorecard.to_json()
+    else:
+        data = scorecard.to_dict() if hasattr(scorecard, "to_dict") else scorecard
+        text = json.dumps(data, indent=2, default=_json_default)
+    json_path.write_text(text if isinstance(text, str) else str(text))
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for row in scorecard_rows(scorecard):
+            writer.writerow({
+                **row,
+                "value": "" if not _finite(row["value"]) else repr(row["value"]),
+                "baseline": "" if not _finite(row["baseline"]) else repr(row["baseline"]),
+                "passed": {True: "pass", False: "fail", None: ""}[row["passed"]],
+            })
+    return json_path, csv_path
+
+
+def write_scorecard_sr(
+    scorecard: Any,
+    source_datasets: SourceLike,
+    path: Optional[Union[str, os.PathLike]] = None,
+    *,
+    further_evidence: Sequence[Dataset] = (),
+    series_number: int = 903,
+    series_description: str = "Saliency trust scorecard",
+    sidecar: bool = True,
+    series_instance_uid: Optional[str] = None,
+    sop_instance_uid: Optional[str] = None,
+) -> hd.sr.ComprehensiveSR:
+    """Write the trust scorecard as a DICOM Comprehensive SR (TID 1500 Measurement Report).
+
+    Content: observer = this software (device), procedure reported = 99SALTRUST "Saliency map
+    trustworthiness assessment"; one Measurements group (TID 1501) per method x criterion, with
+    tracking identifier ``"<method> <criterion>"``, algorithm identification = the method, a
+    measurement (99SALTRUST criterion code, e.g. ``LOCUTIL`` "Localization utility (mean AUPRC)",
+    UCUM ``1``), a ``BASELINE`` measurement when the scorecard has one, and the qualitative
+    evaluation ``PASSED`` = SCT Yes / No, or Indeterminate when undefined. An undefined (NaN)
+    value is left out of the SR (DICOM numbers cannot be NaN); the JSON keeps it and its reason.
+
+    Args:
+        scorecard: ``Scorecard``, its ``to_dict()``, or rows (see :func:`scorecard_rows`).
+        source_datasets: images the assessment is about (recorded as evidence); the SR is filed in
+            the study of the first one.
+        path: where to save the SR (``.dcm``); with ``sidecar`` the JSON and CSV go beside it
+            as ``<stem>.json`` and ``<stem>.csv``. Nothing is saved when None.
+        further_evidence: other objects to list as evidence (e.g. the Parametric Maps written).
+        series_number, series_description, series_instance_uid, sop_instance_uid: of the SR.
+        sidecar: write the JSON/CSV beside the SR.
+
+    Returns:
+        The :class:`highdicom.sr.ComprehensiveSR`.
+
+    Raises:
+        ValueError: the scorecard has no method x criterion entry.
+    """
+    rows = scorecard_rows(scorecard)
+    if not rows:
+        raise ValueError("write_scorecard_sr: the scorecard has no method x criterion entry; "
+                         "run the criteria first (SaliencyTrustLib.criteria).")
+    datasets = load_source_datasets(source_datasets)
+    evidence = [*datasets, *further_evidence]
+    version = _software_version()
+    observer = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=generate_uid(entropy_srcs=[MANUFACTURER, MODEL_NAME, version]),
+            name=MODEL_NAME, manufacturer_name=MANUFACTURER, model_name=version),
+    )
+    groups = []
+    for row in rows:
+        measurements = []
+        if _finite(row["value"]):
+            measurements.append(hd.sr.Measurement(
+                name=_criterion_code(row["criterion"], row["metric"]),
+                value=float(row["value"]), unit=codes.UCUM.NoUnits))
+        if _finite(row["baseline"]):
+            measurements.append(hd.sr.Measurement(
+                name=BASELINE_CODE, value=float(row["baseline"]), unit=codes.UCUM.NoUnits))
+        verdict = {True: codes.SCT.Yes, False: codes.SCT.No, None: codes.SCT.Indeterminate}
+        groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(
+                uid=hd.UID(), identifier=f"{row['method']} {row['criterion']}"[:64]),
+            algorithm_id=hd.sr.AlgorithmIdentification(name=row["method"][:64], version=version),
+            measurements=measurements or None,
+            qualitative_evaluations=[hd.sr.QualitativeEvaluation(
+                name=PASSED_CODE, value=verdict[row["passed"]])],
+        ))
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+        procedure_reported=PROCEDURE_CODE,
+        imaging_measurements=groups,
+    )
+    sr = hd.sr.ComprehensiveSR(
+        evidence=evidence,
+        content=report[0],
+        series_instance_uid=series_instance_uid or hd.UID(),
+        series_number=int(series_number),
+        sop_instance_uid=sop_instance_uid or hd.UID(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        is_complete=True,
+        series_description=series_description[:64],
+        coding_schemes=[CodingSchemeIdentificationItem(
+            designator=CODING_SCHEME, name="SaliencyTrust concepts",
+            responsible_organization=MANUFACTURER)],
+    )
+    if path is not None:
+        _save(sr, path)
+        if sidecar:
+            path = Path(path)
+            write_scorecard_files(scorecard, path.with_suffix(".json"), path.with_suffix(".csv"))
+    return sr
+
+
+# --------------------------------------------------------------------------------------------
+# Config-constructible writers (bundle configs: {"_target_": "...ParametricMapWriter", ...})
+# --------------------------------------------------------------------------------------------
+class ParametricMapWriter:
+    """``ParametricMapWriter(method="gradcam")(map_volume, sources, path)``: see
+    :func:`write_parametric_map` for the keyword arguments."""
+
+    def __init__(self, **options: Any) -> None:
+        self.options = dict(options)
+
+    def __call__(self, map_volume: MapLike, source_datasets: SourceLike,
+                 path: Optional[Union[str, os.PathLike]] = None) -> hd.pm.ParametricMap:
+        return write_parametric_map(map_volume, source_datasets, path, **self.options)
+
+
+class SegWriter:
+    """``SegWriter(method="gradcam", threshold=0.5)(map_volume, sources, path)``: see
+    :func:`write_seg`."""
+
+    def __init__(self, **options: Any) -> None:
+        self.options = dict(options)
+
+    def __call__(self, map_volume: MapLike, source_datasets: SourceLike,
+                 path: Optional[Union[str, os.PathLike]] = None) -> hd.seg.Segmentation:
+        return write_seg(map_volume, source_datasets, path, **self.options)
+
+
+class ScorecardSRWriter:
+    """``ScorecardSRWriter(sidecar=True)(scorecard, sources, path)``: see
+    :func:`write_scorecard_sr`."""
+
+    def __init__(self, **options: Any) -> None:
+        self.options = dict(options)
+
+    def __call__(self, scorecard: Any, source_datasets: SourceLike,
+                 path: Optional[Union[str, os.PathLike]] = None) -> hd.sr.ComprehensiveSR:
+        return write_scorecard_sr(scorecard, source_datasets, path, **self.options)

@@ -13,6 +13,7 @@ guided_backprop               ReLU backward gated on positive gradient and activ
 guided_gradcam                product of the normalized Guided Backprop and GradCAM maps
 xrai                          IG 100 steps from black and white; Felzenszwalb scales 50..1200,
                               sigma 0.8, min size 150, on the image resized to 224; dilation 5 px
+                              (3D: SLIC supervoxels 64..1024, dilation 1 voxel)
 occlusion (not in the study)  window 15 px, stride 8 px per spatial axis, baseline 0
 gradcam_pp (not in the study) as gradcam
 ============================  ===============================================================
@@ -40,7 +41,7 @@ PRESETS: Dict[str, Dict[str, Dict[str, Any]]] = {
         "xrai": {"n_steps": 100, "baselines": ("min", "max"), "approximation_method": "riemann_linspace",
                  "segmentation": "auto", "felzenszwalb_scales": (50, 100, 150, 250, 500, 1200),
                  "felzenszwalb_sigma": 0.8, "felzenszwalb_min_size": 150, "resize_to": 224,
-                 "dilation_radius": 5, "min_pixel_diff": 50, "area_threshold": 1.0},
+                 "dilation_radius": None, "min_pixel_diff": 50, "area_threshold": 1.0},
         "occlusion": {"sliding_window_shapes": 15, "strides": 8, "baselines": 0.0},
     },
     # captum's documented defaults (where captum has the method).

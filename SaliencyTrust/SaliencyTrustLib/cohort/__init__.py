@@ -1,0 +1,27 @@
+"""Cohort runs: the four trust criteria over a whole test set, resumable and distributed.
+
+* :func:`evaluate_cohort` - plan, compute (this rank's share), record, assemble (``runner``).
+* :func:`load_cohort` - a datalist JSON/CSV, a folder of DICOM studies or a DICOMweb URL (``sources``).
+* :class:`EvaluationSettings`, :class:`ModelFiles` - what to compute, with which weights (``settings``).
+* The results store (``store``): ``run.json`` + one SQLite database per rank + map files; a
+  configuration fingerprint (``fingerprint``) refuses to mix configurations.
+* Units and deterministic sharding (``units``); the torchrun process group (``distributed``).
+* ``saliency-trust evaluate`` (``cli_evaluate``) and ``saliency-trust demo`` (``cli_demo``).
+"""
+
+from .fingerprint import ConfigurationChangedError, config_fingerprint
+from .settings import CRITERIA, PAPER_METHODS, EvaluationSettings, ModelFiles
+from .sources import Cohort, StudyRef, load_cohort
+from .units import StudyGroup, Unit, make_groups, shard
+
+
+def evaluate_cohort(*args, **kwargs):
+    """See :func:`SaliencyTrustLib.cohort.runner.evaluate_cohort` (imported lazily: it pulls torch)."""
+    from .runner import evaluate_cohort as _evaluate
+
+    return _evaluate(*args, **kwargs)
+
+
+__all__ = ["CRITERIA", "PAPER_METHODS", "Cohort", "ConfigurationChangedError", "EvaluationSettings", "ModelFiles",
+           "StudyGroup", "StudyRef", "Unit", "config_fingerprint", "evaluate_cohort", "load_cohort", "make_groups",
+           "shard"]

@@ -1,0 +1,131 @@
+"""Reading one study into model input: image ``(1, H, W)`` in [0, 1] and its mask on the same grid.
+
+The image is read with :func:`SaliencyTrustLib.io.read_image` (DICOM file/series folder, NIfTI,
+NRRD; a ``dicomweb:<uid>`` study is first retrieved into a cache folder), scaled to [0, 1] like
+:mod:`SaliencyTrustLib.transforms` does for the bundle's models, and resampled to
+``input_size x input_size`` (bilinear; the mask nearest-neighbour), so that maps, masks and
+inputs share one grid, axes ``(rows, columns) = (J, I)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .sources import Cohort, StudyRef
+
+
+@dataclass
+class PreparedStudy:
+    """A study ready for the model: ``image`` ``(1, S, S)`` float32 in [0, 1]; ``mask`` ``(S, S)``
+    bool (None without ground truth); ``original_shape`` the ``(K, J, I)`` shape read."""
+
+    study_id: str
+    image: np.ndarray
+    mask: Optional[np.ndarray]
+    original_shape: tuple
+
+
+def _read_volume(path: str):
+    from .. import io
+
+    reader = getattr(io, "read_image", None) or io.read_volume
+    return reader(path)
+
+
+def _fetch_dicomweb(cohort: Cohort, uid: str, cache_dir: Path) -> str:
+    target = cache_dir / "dicomweb" / uid
+    if target.is_dir() and any(target.iterdir()):
+        return str(target)
+    from dicomweb_client.api import DICOMwebClient
+
+    client = DICOMwebClient(url=cohort.dicomweb_url)
+    tmp = target.with_name(target.name + ".partial")
+    tmp.mkdir(parents=True, exist_ok=True)
+    for number, dataset in enumerate(client.retrieve_study(uid)):
+        dataset.save_as(tmp / f"{number:05d}.dcm", enforce_file_format=True)
+    tmp.rename(target)
+    return str(target)
+
+
+def _scale01(array: np.ndarray) -> np.ndarray:
+    """Intensity scaling of the bundle's models: the transforms module's, else min-max to [0, 1]."""
+    try:
+        from .. import transforms
+
+        scale = getattr(transforms, "scale_intensity", None)
+        if scale is not None:
+            return np.asarray(scale(array), dtype=np.float32)
+    except ImportError:
+        pass
+    array = array.astype(np.float32)
+    low, high = float(array.min()), float(array.max())
+    if not np.isfinite([low, high]).all():
+        raise ValueError("image holds NaN or infinite values")
+    return (array - low) / (high - low) if high > low else np.zeros_like(array)
+
+
+def _resize(array: np.ndarray, size: int, mode: str) -> np.ndarray:
+    if array.shape == (size, size):
+        return array
+    import torch
+    import torch.nn.functional as F
+
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
+    kwargs = {"align_corners": False} if mode == "bilinear" else {}
+    return F.interpolate(tensor, size=(size, size), mode=mode, **kwargs)[0, 0].numpy()
+
+
+def _boxes_mask(boxes, shape) -> np.ndarray:
+    try:
+        from ..io import boxes_to_mask
+
+        return np.asarray(boxes_to_mask(boxes, shape), dtype=bool).reshape(shape)
+    except ImportError:
+        mask = np.zeros(shape, bool)
+        for x, y, w, h in boxes:
+            mask[int(y):int(y + h), int(x):int(x + w)] = True
+        return mask
+
+
+def prepare_study(study: StudyRef, cohort: Cohort, input_size: int, cache_dir: Path) -> PreparedStudy:
+    """Read, scale and resample one study (raises on any problem: the runner reports and skips it).
+
+    Raises:
+        ValueError / InputError / OSError: unreadable image or ground truth, a 3D volume given to
+            a 2D model, ground truth on another grid.
+    """
+    image_path = study.image
+    if image_path.startswith("dicomweb:"):
+        image_path = _fetch_dicomweb(cohort, image_path.split(":", 1)[1], cache_dir)
+    volume = _read_volume(image_path)
+    if volume.shape[0] != 1:
+        raise ValueError(f"{image_path}: a {volume.shape[0]}-slice volume; the models are 2D "
+                         "(evaluate radiographs, or single slices).")
+    image = _resize(_scale01(np.asarray(volume.array[0])), input_size, "bilinear")
+    mask = None
+    if study.ground_truth:
+        from .. import io
+
+        if hasattr(io, "read_ground_truth"):
+            gt = np.asarray(io.read_ground_truth(study.ground_truth, volume))
+        else:
+            gt = np.asarray(_read_volume(study.ground_truth).array) > 0
+        if gt.shape != volume.shape:
+            raise ValueError(f"{study.ground_truth}: ground truth of shape {gt.shape} does not match the "
+                             f"image {volume.shape}; resample it onto the image grid.")
+        mask = gt.reshape(volume.shape)[0].astype(bool)
+    elif study.boxes:
+        mask = _boxes_mask(study.boxes, volume.shape[1:])
+    if mask is not None:
+        mask = _resize(mask.astype(np.float32), input_size, "nearest") > 0.5
+    return PreparedStudy(study.study_id, image[None].astype(np.float32), mask, tuple(volume.shape))
+
+
+def read_mask_only(path: str, input_size: int) -> np.ndarray:
+    """A ground-truth file alone (training masks of the average-mask baseline), ``(S, S)`` bool."""
+    volume = _read_volume(path)
+    return _resize((np.asarray(volume.array[0]) > 0).astype(np.float32), input_size, "nearest") > 0.5

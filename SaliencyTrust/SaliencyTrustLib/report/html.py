@@ -1,0 +1,155 @@
+"""The self-contained HTML report: scorecard first, then the figures, then how it was made.
+
+Figures are embedded as base64 PNG (``<img id="fig-<id>" src="data:image/png;base64,...">``), so
+the single file can be mailed or archived; the same PNGs are also written to ``figures/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from typing import Any, Dict, List, Optional
+
+from .figures import FIGURES
+
+CRITERIA_ORDER = ("localization", "randomization", "repeatability", "reproducibility")
+CRITERIA_TITLES = {"localization": "Localization utility (AUPRC)", "randomization": "Randomization (SSIM)",
+                   "repeatability": "Repeatability (SSIM)", "reproducibility": "Reproducibility (SSIM)"}
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1180px;color:#222;padding:0 16px}
+h1{font-size:24px;margin-bottom:4px}h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:28px}
+.sub{color:#666;font-size:13px}table{border-collapse:collapse;font-size:13px;margin:8px 0}
+th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f4f4f4}
+td.pass{background:#e3f4e1}td.fail{background:#fbe3e1}td.na{color:#999}
+.verdict{font-size:15px;padding:8px 12px;background:#f7f7f7;border-left:4px solid #888;margin:10px 0}
+figure{margin:12px 0}figcaption{font-size:12px;color:#555;max-width:950px}img{max-width:100%}
+code,pre{font-size:12px;background:#f6f6f6}pre{padding:8px;overflow-x:auto}
+"""
+
+
+def _fmt(value: Optional[float], digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _scorecard_table(results: Dict[str, Any]) -> str:
+    card = results["scorecard"]
+    criteria = [c for c in CRITERIA_ORDER if c in results.get("criteria", [])]
+    head = "".join(f"<th>{CRITERIA_TITLES[c]}</th>" for c in criteria)
+    rows = []
+    for method, row in card["methods"].items():
+        cells = []
+        for c in criteria:
+            entry = row.get(c)
+            if not entry:
+                cells.append('<td class="na">not evaluated</td>')
+                continue
+            passes = entry["passes"]
+            css = "na" if passes is None else ("pass" if passes else "fail")
+            mark = "?" if passes is None else ("&#10003; pass" if passes else "&#10007; fail")
+            op = {"localization": "vs", "randomization": "vs", "repeatability": "vs", "reproducibility": "vs"}[c]
+            cells.append(f'<td class="{css}">{mark}<br>{_fmt(entry["value"])} {op} {_fmt(entry["baseline"])}</td>')
+        trusted = '<td class="pass">yes</td>' if row["trusted"] else '<td class="fail">no</td>'
+        rows.append(f"<tr><th>{html.escape(method)}</th>{''.join(cells)}{trusted}</tr>")
+    rules = "".join(f"<li><b>{c}</b>: {html.escape(card['rules'][c])}</li>" for c in criteria)
+    return (f"<table id=\"scorecard\"><tr><th>method</th>{head}<th>trusted on every criterion</th></tr>"
+            f"{''.join(rows)}</table><ul class=\"sub\">{rules}</ul>")
+
+
+def _verdict(results: Dict[str, Any]) -> str:
+    card = results["scorecard"]["methods"]
+    trusted = [m for m, row in card.items() if row["trusted"]]
+    criteria = [c for c in CRITERIA_ORDER if c in results.get("criteria", [])]
+    if trusted:
+        text = f"{len(trusted)} of {len(card)} methods pass every evaluated criterion: {', '.join(trusted)}."
+    else:
+        text = f"None of the {len(card)} methods passes every evaluated criterion ({', '.join(criteria)})."
+    skipped = results.get("skipped_criteria") or {}
+    if skipped:
+        text += " Not evaluated: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()) + "."
+    return f'<div class="verdict" id="verdict">{html.escape(text)}</div>'
+
+
+def _kv_table(mapping: Dict[str, Any], table_id: str) -> str:
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td><code>{html.escape(json.dumps(v) if not isinstance(v, str) else v)}</code></td></tr>"
+                   for k, v in mapping.items())
+    return f'<table id="{table_id}">{rows}</table>'
+
+
+def _summary_tables(results: Dict[str, Any]) -> str:
+    parts = []
+    loc = results.get("localization")
+    if loc:
+        rows = [f"<tr><th>average mask (baseline)</th><td>{_fmt(loc['baselines']['mean_mask']['mean'])}</td>"
+                f"<td>{_fmt(loc['baselines']['mean_mask']['median'])}</td><td>{loc['baselines']['mean_mask']['n']}</td><td></td></tr>"]
+        for m in results["methods"]:
+            s = loc["summary"][m]
+            r = loc["baselines"]["randomized_model"].get(m, {})
+            rows.append(f"<tr><th>{html.escape(m)}</th><td>{_fmt(s['mean'])}</td><td>{_fmt(s['median'])}</td>"
+                        f"<td>{s['n']}</td><td>{_fmt(r.get('mean'))}</td></tr>")
+        refs = ", ".join(f"{k} {v}" for k, v in loc["baselines"]["reference"].items())
+        parts.append("<table id=\"auprc-table\"><tr><th>AUPRC</th><th>mean</th><th>median</th><th>images</th>"
+                     f"<th>mean, fully randomized model</th></tr>{''.join(rows)}</table>"
+                     f"<p class=\"sub\">Localization networks in the study (other data, for scale): {html.escape(refs)}.</p>")
+    return "".join(parts)
+
+
+def render_html(results: Dict[str, Any], figures: Dict[str, bytes], timing: Optional[Dict[str, Any]] = None,
+                title: str = "SaliencyTrust report") -> str:
+    """The report as one HTML string.
+
+    Args:
+        results: the ``results.json`` content (:func:`SaliencyTrustLib.cohort.assemble.assemble_results`).
+        figures: ``{figure id: PNG bytes}`` (:func:`SaliencyTrustLib.report.figures.make_figures`).
+        timing: optional ``timing.json`` content.
+        title: the page title.
+    """
+    cohort = results["cohort"]
+    sections: List[str] = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<div class=\"sub\">Cohort: {html.escape(str(cohort['source']))} &middot; {cohort['n_studies']} positive images "
+        f"(sample of {cohort['n_sample']} for randomization / repeatability / reproducibility) &middot; "
+        f"{len(results['methods'])} methods &middot; preset <code>{html.escape(results['settings']['preset'])}</code> "
+        f"&middot; configuration <code>{results['fingerprint'][:12]}</code></div>",
+        "<h2 id=\"scorecard-title\">Scorecard</h2>", _verdict(results), _scorecard_table(results),
+        "<p class=\"sub\">Criteria of Arun et al., <i>Assessing the Trustworthiness of Saliency Maps for Localizing "
+        "Abnormalities in Medical Imaging</i>, Radiology: AI 2021;3(6):e200267.</p>",
+    ]
+    for figure_id, (heading, caption) in FIGURES.items():
+        if figure_id not in figures:
+            continue
+        data = base64.b64encode(figures[figure_id]).decode("ascii")
+        extra = _summary_tables(results) if figure_id == "auprc" else ""
+        sections.append(f"<h2>{html.escape(heading)}</h2><figure><img id=\"fig-{figure_id}\" alt=\"{html.escape(heading)}\" "
+                        f"src=\"data:image/png;base64,{data}\"><figcaption>{html.escape(caption)}</figcaption></figure>{extra}")
+    ran = results.get("randomization")
+    if ran:
+        sections.append(f"<p class=\"sub\">{html.escape(ran['note'])}</p>")
+    failures = results.get("failures") or {}
+    sections.append("<h2>Skipped studies</h2>")
+    if failures:
+        rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v['stage'])}</td><td>{html.escape(v['message'])}</td></tr>"
+                       for k, v in failures.items())
+        sections.append(f"<table id=\"failures\"><tr><th>study</th><th>stage</th><th>reason</th></tr>{rows}</table>")
+    else:
+        sections.append("<p id=\"failures\">None: every study was read and explained.</p>")
+    settings = dict(results["settings"])
+    settings["ssim_data_range"] = results["ssim_data_range"]
+    sections += [
+        "<h2>Parameters, versions and seeds</h2>",
+        "<h3>Settings</h3>", _kv_table(settings, "settings"),
+        "<h3>Saliency methods (effective parameters)</h3>", _kv_table(results.get("method_settings", {}), "method-settings"),
+        "<h3>Models</h3>", _kv_table(results.get("models", {}), "models"),
+        "<h3>Seeds</h3>", _kv_table(results.get("seeds", {}), "seeds"),
+        "<h3>Versions</h3>", _kv_table(results.get("versions", {}), "versions"),
+        "<h3>Cohort</h3>", _kv_table({k: v for k, v in cohort.items() if k not in ("study_ids",)}, "cohort"),
+        f"<p class=\"sub\">Configuration fingerprint (SHA-256 of every number-changing parameter): "
+        f"<code>{results['fingerprint']}</code>. Data behind this page: <code>results.json</code>, "
+        "<code>units.csv</code>, <code>scorecard.csv</code> next to this file.</p>",
+    ]
+    if timing:
+        sections += ["<h3>Timing</h3>", _kv_table(timing, "timing")]
+    body = "\n".join(sections)
+    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")

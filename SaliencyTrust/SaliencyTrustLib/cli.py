@@ -15,6 +15,8 @@ from typing import List, Optional
 
 #: (command, module, one-line help). Modules are imported lazily.
 COMMANDS = [
+    ("evaluate", "SaliencyTrustLib.cohort.cli_evaluate", "evaluate the four trust criteria over a cohort (resumable, torchrun-ready) and write the report"),
+    ("demo", "SaliencyTrustLib.cohort.cli_demo", "the main job on the synthetic cohort and the bundle's models: maps, four criteria, HTML report"),
     ("synth", "SaliencyTrustLib.io.synth", "write the synthetic DICOM/NIfTI cohort with its ground truth and datalist"),
 ]
 

@@ -1,0 +1,185 @@
+"""``saliency-trust evaluate``: the four trust criteria over a cohort, resumable, distributed.
+
+Examples::
+
+    saliency-trust evaluate --cohort synth/datalist.json --bundle MonaiBundle --out results/
+    saliency-trust evaluate --cohort studies/ --ground-truth masks/ --labels labels.csv \\
+        --model weights.pt --model-name densenet121 --methods gradient,gradcam --out results/
+    saliency-trust evaluate --cohort http://pacs:8042/dicom-web --ground-truth boxes.csv ...
+    torchrun --nproc_per_node=4 -m SaliencyTrustLib evaluate ...     # one share per process
+
+Re-running the same command after an interruption (even ``kill -9``) finishes the remaining units
+only; a changed configuration is refused (``--restart`` deletes the old results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Dict
+
+#: The study's eight methods (kept here as strings so ``--help`` does not import torch).
+PAPER_METHODS = "gradient,smoothgrad,integrated_gradients,smoothgrad_ig,gradcam,guided_backprop,guided_gradcam,xrai"
+CRITERIA = "localization,randomization,repeatability,reproducibility"
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("models")
+    group.add_argument("--bundle", help="MONAI bundle folder: models/model.pt (+ model_replicate.pt, model_second_arch.pt)")
+    group.add_argument("--model", help="weights of the trained model (state dict or bundle checkpoint)")
+    group.add_argument("--model-name", help="its architecture (densenet_small, resnet_small, densenet121); "
+                                            "default: stored in the file")
+    group.add_argument("--replicate", help="weights of a second model of the same architecture trained apart "
+                                           "(repeatability)")
+    group.add_argument("--replicate-name", help="its architecture")
+    group.add_argument("--second-arch", help="weights of a model of another architecture (reproducibility)")
+    group.add_argument("--second-arch-name", help="its architecture")
+
+
+def add_setting_arguments(parser: argparse.ArgumentParser, defaults: Dict[str, Any] | None = None) -> None:
+    defaults = defaults or {}
+    group = parser.add_argument_group("what to compute (every option here enters the configuration fingerprint)")
+    group.add_argument("--methods", default=defaults.get("methods", PAPER_METHODS),
+                       help="comma-separated saliency methods (default: the study's eight)")
+    group.add_argument("--criteria", default=CRITERIA, help=f"comma-separated subset of {CRITERIA}")
+    group.add_argument("--preset", default="paper", help="method preset: paper (the study's settings) or captum")
+    group.add_argument("--method-param", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                       help="override one method parameter, e.g. smoothgrad.nt_samples=8 (VALUE is JSON); repeatable")
+    group.add_argument("--seed", type=int, default=0, help="weight randomization, sample, noise, pairs (default 0)")
+    group.add_argument("--batch-size", type=int, default=defaults.get("batch_size", 8),
+                       help="studies per batch (default %(default)s)")
+    group.add_argument("--sample-size", type=int, default=defaults.get("sample_size", 100),
+                       help="positive studies in the randomization/repeatability/reproducibility sample (default %(default)s)")
+    group.add_argument("--input-size", type=int, default=224, help="model input edge, pixels (default 224)")
+    group.add_argument("--granularity", default="blocks", choices=("blocks", "layers"),
+                       help="cascading randomization steps (default blocks)")
+    group.add_argument("--bn-policy", default="reset", help="how BatchNorm layers are randomized (default reset)")
+    group.add_argument("--ssim-data-range", type=float, default=2.0,
+                       help="SSIM data_range; the study silently used 2 for maps in [0, 1] (default 2)")
+    group.add_argument("--n-pairs", type=int, default=50, help="pairs per image, different-image baseline (default 50)")
+    group.add_argument("--max-studies", type=int, default=defaults.get("max_studies"),
+                       help="evaluate only the first N positive studies (sorted by id)")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("running")
+    group.add_argument("--restart", action="store_true",
+                       help="delete results of another configuration in --out instead of refusing them")
+    group.add_argument("--device", default="auto", help="auto, cpu or cuda (under torchrun: cuda:LOCAL_RANK)")
+    group.add_argument("--threads", type=int, default=None,
+                       help="torch CPU threads per process (default: all cores / processes on this node)")
+    group.add_argument("--no-progress", action="store_true", help="no progress bars")
+    group.add_argument("--no-report", action="store_true", help="write results.json/CSV only, no HTML report")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``saliency-trust evaluate`` (no torch import here)."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = __doc__.split("Examples::", 1)[1]
+    parser.add_argument("--cohort", required=True,
+                        help="datalist JSON/CSV, a folder with datalist.json, a folder of DICOM studies, or a DICOMweb URL")
+    parser.add_argument("--ground-truth", help="folder of <study id>.<ext> masks (NIfTI/NRRD/DICOM SEG) or an RSNA boxes CSV")
+    parser.add_argument("--labels", help="CSV case_id,label (1 = abnormal); default: from the datalist or the ground truth")
+    parser.add_argument("--split", default="test", help="datalist split to evaluate (default test)")
+    parser.add_argument("--out", required=True, help="results folder (created; re-use it to resume)")
+    add_model_arguments(parser)
+    add_setting_arguments(parser)
+    add_run_arguments(parser)
+
+
+def parse_method_params(items) -> Dict[str, Dict[str, Any]]:
+    """``["smoothgrad.nt_samples=8"]`` -> ``{"smoothgrad": {"nt_samples": 8}}`` (values as JSON)."""
+    params: Dict[str, Dict[str, Any]] = {}
+    for item in items:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ValueError(f"--method-param {item!r}: write METHOD.KEY=VALUE, e.g. smoothgrad.nt_samples=8.")
+        name, value = item.split("=", 1)
+        method, key = name.split(".", 1)
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        params.setdefault(method, {})[key] = parsed
+    return params
+
+
+def settings_from_args(args: argparse.Namespace, extra_params: Dict[str, Dict[str, Any]] | None = None):
+    from .settings import EvaluationSettings
+
+    params = {k: dict(v) for k, v in (extra_params or {}).items()}
+    for method, values in parse_method_params(args.method_param).items():
+        params.setdefault(method, {}).update(values)
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    unknown = sorted(set(params) - set(methods))
+    if unknown:
+        raise ValueError(f"--method-param names methods not in --methods: {unknown}.")
+    return EvaluationSettings(
+        methods=methods, preset=args.preset, method_params={m: params[m] for m in sorted(params)},
+        criteria=tuple(c.strip() for c in args.criteria.split(",") if c.strip()), seed=args.seed,
+        batch_size=args.batch_size, sample_size=args.sample_size, input_size=args.input_size,
+        cascade_granularity=args.granularity, bn_policy=args.bn_policy, ssim_data_range=args.ssim_data_range,
+        n_pairs=args.n_pairs, max_studies=args.max_studies)
+
+
+def models_from_args(args: argparse.Namespace):
+    from .settings import ModelFiles
+
+    if args.bundle and not args.model:
+        files = ModelFiles.from_bundle(args.bundle)
+    elif args.model:
+        files = ModelFiles(original=args.model)
+    else:
+        raise ValueError("give the model: --bundle BUNDLE_DIR or --model WEIGHTS.")
+    if args.replicate:
+        files.replicate = args.replicate
+    if args.second_arch:
+        files.second_arch = args.second_arch
+    files.original_name = args.model_name or files.original_name
+    files.replicate_name = args.replicate_name or files.replicate_name
+    files.second_arch_name = args.second_arch_name or files.second_arch_name
+    return files
+
+
+def configure_threads(threads: int | None) -> None:
+    """Use every core of the node, split between the processes torchrun started on it."""
+    import torch
+
+    if threads is None:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+        threads = max(1, (os.cpu_count() or 1) // max(1, local))
+    torch.set_num_threads(threads)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate; print the report's path and a one-screen summary (rank 0)."""
+    from ..io.errors import InputError
+    from .fingerprint import ConfigurationChangedError
+    from .runner import evaluate_cohort
+    from .sources import load_cohort
+    from .summary import summary_text
+
+    try:
+        settings = settings_from_args(args)
+        models = models_from_args(args)
+        cohort = load_cohort(args.cohort, ground_truth=args.ground_truth, labels=args.labels, split=args.split)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"saliency-trust evaluate: {error}", file=sys.stderr)
+        return 2
+    configure_threads(args.threads)
+    try:
+        results = evaluate_cohort(cohort, models, settings, args.out, restart=args.restart, device=args.device,
+                                  progress=not args.no_progress)
+    except (ConfigurationChangedError, InputError) as error:
+        print(f"saliency-trust evaluate: {error}", file=sys.stderr)
+        return 3
+    if results is None:  # not rank 0
+        return 0
+    report = None
+    if not args.no_report:
+        from ..report import write_report
+
+        report = write_report(args.out, results)
+    print(summary_text(results, args.out, report))
+    return 0

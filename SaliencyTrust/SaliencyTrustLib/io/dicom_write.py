@@ -26,8 +26,9 @@ is an :class:`~SaliencyTrustLib.image.ImageVolume` its plane positions must equa
 Radiographs usually have no Frame of Reference, which the Parametric Map IOD requires. The map of
 such an image gets a Frame of Reference UID derived deterministically from the source SOP Instance
 UID (so the Parametric Map and the SEG of one image share it and overlay each other), with the
-image plane at the origin, oriented by the source's Patient Orientation (default: rows along +x,
-columns along +y) and spaced by its Pixel Spacing (else Imager Pixel Spacing, else 1 mm). Both
+image plane at the origin with the identity orientation (rows along +x, columns along +y: the
+geometry ITK, SimpleITK, 3D Slicer and ``SaliencyTrustLib.io.read_image`` give a radiograph) and
+spaced by its Pixel Spacing (else Imager Pixel Spacing, else 1 mm). Both
 still reference the source instance, which is how viewers pair them with the radiograph.
 
 The only attribute set outside a highdicom constructor: the Parametric Map gets the General
@@ -215,19 +216,11 @@ def _map_array(map_volume: MapLike, datasets: List[Dataset], name: str) -> np.nd
     return array
 
 
-def _lps_vector(letters: str) -> np.ndarray:
-    axes = {"L": (1, 0, 0), "R": (-1, 0, 0), "P": (0, 1, 0), "A": (0, -1, 0),
-            "H": (0, 0, 1), "F": (0, 0, -1)}
-    vector = np.sum([axes[c] for c in letters if c in axes], axis=0) if letters else np.zeros(3)
-    norm = float(np.linalg.norm(vector))
-    return vector / norm if norm > 0 else np.zeros(3)
-
-
 def _with_plane_geometry(ds: Dataset) -> Dataset:
     """A pixel-less copy of a single-frame projection image given a frame of reference and plane.
 
     See the module docstring: the Frame of Reference UID is kept when present, else derived from
-    the SOP Instance UID; plane at the origin; orientation from Patient Orientation.
+    the SOP Instance UID; plane at the origin, identity orientation (as ITK reads a radiograph).
     """
     meta = Dataset()
     meta.file_meta = getattr(ds, "file_meta", Dataset())
@@ -237,14 +230,8 @@ def _with_plane_geometry(ds: Dataset) -> Dataset:
     if "FrameOfReferenceUID" not in meta:
         meta.FrameOfReferenceUID = generate_uid(entropy_srcs=[str(ds.SOPInstanceUID), "FoR"])
         meta.PositionReferenceIndicator = ""
-    row, column = np.array([1.0, 0, 0]), np.array([0, 1.0, 0])
-    orientation = [str(v).upper() for v in (ds.get("PatientOrientation") or [])]
-    if len(orientation) == 2:
-        r, c = _lps_vector(orientation[0]), _lps_vector(orientation[1])
-        if np.linalg.norm(r) > 0 and np.linalg.norm(c) > 0 and abs(np.dot(r, c)) < 1e-6:
-            row, column = r, c
     meta.ImagePositionPatient = [0.0, 0.0, 0.0]
-    meta.ImageOrientationPatient = [float(v) for v in (*row, *column)]
+    meta.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
     spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing") or [1.0, 1.0]
     meta.PixelSpacing = [float(v) for v in spacing]
     if "SliceThickness" not in meta or meta.SliceThickness in (None, ""):

@@ -1,0 +1,41 @@
+"""Fixtures for the DICOM/NIfTI writer tests: synthetic CR and CT sources, the dciodvfy validator."""
+
+import sys
+from pathlib import Path
+
+_TESTING = str(Path(__file__).resolve().parents[1])
+if _TESTING not in sys.path:  # the suite runs with --import-mode=importlib
+    sys.path.insert(0, _TESTING)
+
+import pytest  # noqa: E402
+
+from support.dicom_sources import make_cr_dataset, make_ct_datasets  # noqa: E402
+from support.validate import dciodvfy  # noqa: E402,F401
+from SaliencyTrustLib.synthetic import make_cohort  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def cxr_case():
+    """A positive synthetic radiograph (64 x 64)."""
+    return make_cohort(2, seed=0, kind="cxr", size=64)[1]
+
+
+@pytest.fixture(scope="session")
+def ct_case():
+    """A positive synthetic CT (12 slices of 20 x 20)."""
+    case = make_cohort(2, seed=0, kind="ct", size=20)[1]
+    case.image = case.image[4:16]
+    case.mask = case.mask[4:16]
+    return case
+
+
+@pytest.fixture
+def cr_source(cxr_case):
+    """The radiograph as a CR dataset without a Frame of Reference (the usual case)."""
+    return make_cr_dataset(cxr_case.image, case_id="cxr-test")
+
+
+@pytest.fixture
+def ct_sources(ct_case):
+    """The CT as a series of single-frame CT datasets, delivered out of order."""
+    return make_ct_datasets(ct_case.image, case_id="ct-test", shuffle=True)

@@ -1,0 +1,108 @@
+"""Batched SSIM against skimage.structural_similarity (1e-5), 2D and 3D, every option; Spearman."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+from skimage.metrics import structural_similarity
+
+from SaliencyTrustLib.metrics import (PAPER_SSIM, SSIM, count_reasons, spearman, ssim,
+                                      ssim_pairs, summarize)
+from SaliencyTrustLib.metrics._common import REASON_CONSTANT_MAP, REASON_NAN_MAP
+
+OPTIONS = [
+    dict(data_range=2.0),
+    dict(data_range=1.0, win_size=5),
+    dict(data_range=1.0, gaussian_weights=True),
+    dict(data_range=1.0, gaussian_weights=True, sigma=0.8),
+    dict(data_range=1.0, gaussian_weights=True, win_size=7),   # window narrower than the filter
+    dict(data_range=1.0, use_sample_covariance=False),
+    dict(data_range=0.5, K1=0.05, K2=0.1),
+]
+
+
+def _pair(shape, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.random(shape)
+    b = 0.6 * a + 0.4 * rng.random(shape)
+    return a.astype(dtype), b.astype(dtype)
+
+
+@pytest.mark.parametrize("shape", [(4, 33, 29), (2, 15, 16, 17)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("options", OPTIONS)
+def test_ssim_equals_skimage_for_each_option(shape, dtype, options):
+    a, b = _pair(shape, dtype)
+    ours = ssim(a, b, **options)
+    ref = np.array([structural_similarity(x, y, **options) for x, y in zip(a, b)])
+    np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=0)
+    assert ours.shape == (shape[0],) and ours.dtype == np.float64
+
+
+def test_paper_preset_is_skimage_defaults_with_data_range_2_and_accepts_torch():
+    a, b = _pair((3, 24, 24), np.float32, seed=1)
+    ours = ssim(torch.from_numpy(a), torch.from_numpy(b), preset="paper")
+    ref = [structural_similarity(x, y, data_range=2) for x, y in zip(a, b)]
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+    assert PAPER_SSIM["data_range"] == 2.0
+    assert SSIM(preset="paper").to_dict()["win_size"] == 7
+    np.testing.assert_allclose(SSIM(preset="paper")(a, b), ours)
+    # data_range changes the number, so it is never implicit
+    assert not np.allclose(ssim(a, b, data_range=1.0), ours)
+    with pytest.raises(ValueError, match="data_range"):
+        ssim(a, b)
+
+
+def test_ssim_pairs_share_statistics_and_match_skimage():
+    a, _ = _pair((6, 20, 20), np.float32, seed=2)
+    pairs = np.array([[0, 1], [1, 0], [2, 5], [5, 5], [3, 4]])
+    ours = ssim_pairs(a, a, pairs, preset="paper")
+    ref = [structural_similarity(a[i], a[j], data_range=2) for i, j in pairs]
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+    assert ours[3] == pytest.approx(1.0)
+
+
+def test_constant_and_nan_maps_are_nan_with_reasons():
+    a, b = _pair((4, 16, 16), np.float32, seed=3)
+    b[1] = 0.0
+    a[2, 0, 0] = np.nan
+    values, reasons = ssim(a, b, preset="paper", return_reasons=True)
+    assert np.isfinite(values[[0, 3]]).all()
+    assert np.isnan(values[[1, 2]]).all()
+    assert reasons[1] == REASON_CONSTANT_MAP and reasons[2] == REASON_NAN_MAP
+    summary = summarize(values, reasons)
+    assert summary["n_undefined"] == 2 and summary["n_valid"] == 2
+    assert summary["undefined_reasons"] == count_reasons(reasons)
+    assert summary["mean"] == pytest.approx(np.nanmean(values))
+    computed = ssim(a[1:2], b[1:2], preset="paper", constant="compute")
+    assert computed[0] == pytest.approx(structural_similarity(a[1], b[1], data_range=2), abs=1e-5)
+
+
+def test_ssim_rejects_too_small_maps_and_even_windows():
+    with pytest.raises(ValueError, match="win_size"):
+        ssim(np.zeros((1, 5, 5)), np.zeros((1, 5, 5)), data_range=1)
+    with pytest.raises(ValueError, match="odd"):
+        ssim(np.zeros((1, 9, 9)), np.zeros((1, 9, 9)), data_range=1, win_size=4)
+
+
+def test_spearman_equals_scipy_with_ties():
+    a, b = _pair((3, 12, 12), np.float64, seed=4)
+    a = np.round(a * 5)
+    ours = spearman(a, b)
+    ref = [spearmanr(x.ravel(), y.ravel())[0] for x, y in zip(a, b)]
+    np.testing.assert_allclose(ours, ref, atol=1e-12)
+    values, reasons = spearman(np.ones((1, 4, 4)), a[:1, :4, :4], return_reasons=True)
+    assert np.isnan(values[0]) and reasons[0] == REASON_CONSTANT_MAP
+
+
+def test_summary_statistics_and_seeded_bootstrap():
+    values = np.array([0.1, 0.2, 0.4, 0.8, np.nan])
+    s1 = summarize(values, seed=3)
+    s2 = summarize(values, seed=3)
+    assert s1 == s2
+    assert s1["median"] == pytest.approx(0.3)
+    assert s1["iqr"] == pytest.approx(np.percentile(values[:4], 75) - np.percentile(values[:4], 25))
+    assert s1["ci_low"] <= s1["mean"] <= s1["ci_high"]
+    assert s1["n_undefined"] == 1
+    empty = summarize(np.array([np.nan]))
+    assert np.isnan(empty["mean"]) and empty["n_valid"] == 0

@@ -23,3 +23,10 @@ class InputError(ValueError):
         if fix:
             message += f" Fix: {fix}"
         super().__init__(message)
+
+
+class InputWarning(UserWarning):
+    """Input that was used but not as it came (a gantry tilt resampled, a duplicate file dropped...).
+
+    Readers also keep the text of each warning in ``volume.metadata["warnings"]``.
+    """

@@ -1,0 +1,841 @@
+"""DICOM (and NIfTI/NRRD) -> :class:`~SaliencyTrustLib.image.ImageVolume`.
+
+:func:`read_image` takes a DICOM file, a folder holding a DICOM series, or a NIfTI/NRRD/MetaImage
+file. DICOM is decoded with pydicom (compressed transfer syntaxes through its pylibjpeg / pyjpegls
+plugins: JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, RLE, deflate).
+
+What happens to the pixel values (stated in ``volume.metadata``, keys in brackets):
+
+1. **Modality LUT** [``modality_lut``], always: ``RescaleSlope``/``RescaleIntercept`` (per frame for
+   enhanced objects, from the Pixel Value Transformation functional group) or the Modality LUT
+   Sequence. CT comes out in Hounsfield units.
+2. **VOI LUT** [``voi``], ``voi="auto"`` (default) applies it to projection radiographs only (CR,
+   DX, MG, IO, PX, RF, XA, OT/SC single frames: images meant "for presentation"), never to CT/MR/PT
+   series (their values keep a physical meaning). The first window (``WindowCenter``/``WindowWidth``
+   with ``VOILUTFunction`` LINEAR, LINEAR_EXACT or SIGMOID, PS3.3 C.11.2.1.2) or else the first
+   VOI LUT Sequence table is applied and the output scaled to **[0, 1]**. A radiograph with no VOI
+   attributes is min-max scaled to [0, 1] (``voi = "min-max"``). ``voi="window"`` applies the
+   window to every kind of image, ``voi="none"`` never.
+3. **MONOCHROME1** [``monochrome1_inverted``] is inverted so that larger values are always
+   brighter (display convention of MONOCHROME2): ``1 - v`` after a VOI; with ``voi="none"``,
+   ``lo + hi - v`` where ``lo, hi`` are the modality-LUT values of the stored range (so the value
+   range is kept). ``invert_monochrome1=False`` keeps the raw polarity.
+4. Colour images (RGB, YBR_*, PALETTE COLOR) are converted to luma (ITU-R BT.601: 0.299 R +
+   0.587 G + 0.114 B) with a warning [``converted_from_color``].
+
+Geometry:
+
+* Series (CT/MR/PT..., classic single-frame files or one enhanced multi-frame object): slices are
+  sorted by ``ImagePositionPatient`` projected on the slice normal ``n = row x column`` (the first
+  and second triplets of ``ImageOrientationPatient``); ``origin`` is the first slice's position,
+  ``direction`` columns are (row direction, column direction, n), ``spacing[2]`` the median step.
+  Checked: one orientation and matrix size; duplicate positions (same SOP instance twice:
+  dropped with a warning; different instances at one position: error); gaps / irregular steps
+  (error, or ``irregular="resample"`` to interpolate linearly onto the median step); gantry tilt
+  (positions not along ``n``: ``gantry_tilt="resample"`` (default) shifts each slice in-plane
+  onto an orthogonal grid with a warning, ``"keep"`` keeps the exact sheared grid (direction's K
+  column not orthogonal), ``"error"`` refuses).
+* Several series in a folder: error listing them, unless ``series_uid=`` picks one.
+* Projection radiographs (no ``ImagePositionPatient``): a plain pixel grid, ``origin`` 0 and
+  identity ``direction``; ``spacing`` from ``PixelSpacing`` (calibrated, preferred), else
+  ``ImagerPixelSpacing`` divided by ``EstimatedRadiographicMagnificationFactor`` when present (else
+  undivided: detector plane), else ``NominalScannedPixelSpacing``, else 1 mm
+  [``spacing_source`` says which].
+
+Every volume's ``metadata`` also holds ``source_path``, ``source_files`` and ``SOPInstanceUIDs`` (one
+per K slice, in K order; ``frame_numbers`` too for multi-frame objects), ``SeriesInstanceUID``,
+``StudyInstanceUID``, ``FrameOfReferenceUID``, ``Modality``, ``PatientID``,
+``PhotometricInterpretation``, ``TransferSyntaxUID`` and ``warnings`` (text of each warning given).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from ..image import ImageVolume
+from .errors import InputError, InputWarning
+
+PathLike = Union[str, os.PathLike]
+
+#: Modalities read as projection radiographs (VOI applied, [0, 1] output, by default).
+PROJECTION_MODALITIES = frozenset({"CR", "DX", "MG", "IO", "PX", "RF", "XA", "OT", "SC", "DR", "RG"})
+
+#: Objects that are not images to explain: passing one as the image is an error that says so.
+NON_IMAGE_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.66.4": "a Segmentation (SEG)",
+    "1.2.840.10008.5.1.4.1.1.66.7": "a Label Map Segmentation",
+    "1.2.840.10008.5.1.4.1.1.481.3": "an RT Structure Set (RTSTRUCT)",
+    "1.2.840.10008.5.1.4.1.1.481.5": "an RT Plan (RTPLAN)",
+    "1.2.840.10008.5.1.4.1.1.30": "a Parametric Map",
+    "1.2.840.10008.5.1.4.1.1.11.1": "a Presentation State (PR)",
+    "1.2.840.10008.5.1.4.1.1.66": "a Raw Data object",
+}
+_NON_IMAGE_MODALITIES = {"SR": "a Structured Report (SR)", "KO": "a Key Object Selection",
+                         "SEG": "a Segmentation (SEG)", "RTSTRUCT": "an RT Structure Set (RTSTRUCT)",
+                         "RTPLAN": "an RT Plan", "PR": "a Presentation State", "REG": "a Registration",
+                         "ECG": "a waveform (ECG)", "DOC": "an encapsulated document"}
+_GROUND_TRUTH_HINT = ("pass the image (the series it refers to) to read_image, and this file as "
+                      "ground truth to read_ground_truth(path, reference=image)")
+
+#: Tolerances of the series checks.
+POSITION_TOLERANCE_MM = 0.01
+SPACING_RELATIVE_TOLERANCE = 0.01
+TILT_TOLERANCE_DEGREES = 0.01
+ORIENTATION_TOLERANCE = 1e-4
+
+
+# --------------------------------------------------------------------------------------- files
+def _is_dicom_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            preamble = handle.read(132)
+    except OSError:
+        return False
+    return len(preamble) == 132 and preamble[128:132] == b"DICM"
+
+
+def read_dataset(path: PathLike, stop_before_pixels: bool = False):
+    """``pydicom.dcmread`` with errors turned into :class:`InputError` (not DICOM, corrupt, truncated)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "does not exist.", "Check the path.")
+    if path.is_dir():
+        raise InputError(path, "is a folder, expected one DICOM file.",
+                         "Pass one file, or use read_image(folder) for a series.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dataset = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+    except InvalidDicomError as error:
+        raise InputError(path, f"is not a DICOM file ({error}).",
+                         "Pass a DICOM Part 10 file (with the 'DICM' preamble), a NIfTI/NRRD file, "
+                         "or a folder of DICOM files.") from error
+    except Exception as error:  # noqa: BLE001 - pydicom raises many types on damaged files
+        raise InputError(path, f"is corrupt or truncated: pydicom could not parse it "
+                         f"({type(error).__name__}: {error}).",
+                         "Re-export or re-transfer the file from its source (PACS, scanner).") from error
+    if not stop_before_pixels and "PixelData" in dataset:
+        # A truncated file often parses (pydicom stops at the end) but its pixel data is short.
+        expected = _expected_native_length(dataset)
+        actual = len(dataset.PixelData) if dataset["PixelData"].value is not None else 0
+        if expected is not None and actual < expected:
+            raise InputError(path, f"is truncated: its pixel data holds {actual} bytes but "
+                             f"{dataset.get('Rows')}x{dataset.get('Columns')}x"
+                             f"{dataset.get('NumberOfFrames', 1)} frames need {expected}.",
+                             "Re-export or re-transfer the file from its source (PACS, scanner).")
+    return dataset
+
+
+def _expected_native_length(dataset) -> Optional[int]:
+    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None or getattr(syntax, "is_compressed", True):
+        return None
+    try:
+        frames = int(dataset.get("NumberOfFrames", 1) or 1)
+        bits = int(dataset.BitsAllocated)
+        count = int(dataset.Rows) * int(dataset.Columns) * frames * int(dataset.get("SamplesPerPixel", 1))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return (count * bits + 7) // 8
+
+
+def _non_image_kind(dataset) -> Optional[str]:
+    sop_class = str(dataset.get("SOPClassUID", ""))
+    if sop_class in NON_IMAGE_SOP_CLASSES:
+        return NON_IMAGE_SOP_CLASSES[sop_class]
+    if sop_class.startswith("1.2.840.10008.5.1.4.1.1.88."):
+        return "a Structured Report (SR)"
+    modality = str(dataset.get("Modality", ""))
+    if modality in _NON_IMAGE_MODALITIES:
+        return _NON_IMAGE_MODALITIES[modality]
+    if not any(k in dataset for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        return "an object without pixel data"
+    return None
+
+
+def _collect_files(folder: Path) -> List[Path]:
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")
+             and p.name.upper() != "DICOMDIR"]
+    return [p for p in files if _is_dicom_file(p)]
+
+
+@dataclass
+class SeriesInfo:
+    """One series found in a folder (see :func:`list_series`)."""
+
+    series_uid: str
+    modality: str
+    description: str
+    files: List[Path] = field(default_factory=list)
+    non_image: Optional[str] = None
+
+    def __str__(self) -> str:
+        kind = f" ({self.non_image})" if self.non_image else ""
+        return (f"{self.series_uid} [{self.modality}{kind}] '{self.description}': "
+                f"{len(self.files)} file(s)")
+
+
+def list_series(folder: PathLike) -> List[SeriesInfo]:
+    """The DICOM series under ``folder`` (recursive), headers only, in order of first file name."""
+    folder = Path(folder)
+    series: Dict[str, SeriesInfo] = {}
+    for path in _collect_files(folder):
+        dataset = read_dataset(path, stop_before_pixels=True)
+        uid = str(dataset.get("SeriesInstanceUID", "")) or f"(no SeriesInstanceUID: {path.name})"
+        if uid not in series:
+            series[uid] = SeriesInfo(uid, str(dataset.get("Modality", "?")),
+                                     str(dataset.get("SeriesDescription", "")),
+                                     non_image=_non_image_kind(dataset))
+        series[uid].files.append(path)
+    return list(series.values())
+
+
+# --------------------------------------------------------------------------------------- frames
+@dataclass
+class _Frame:
+    """One 2D frame to stack: where it is, how to turn its stored values into modality values."""
+
+    dataset: Any
+    path: Path
+    frame_index: Optional[int]               # 0-based index in a multi-frame object, None if single
+    position: Optional[np.ndarray]           # ImagePositionPatient (3,), LPS mm
+    orientation: Optional[np.ndarray]        # ImageOrientationPatient (6,)
+    pixel_spacing: Optional[np.ndarray]      # (row spacing, column spacing) mm = (sJ, sI)
+    slope: float = 1.0
+    intercept: float = 0.0
+    window: Optional[tuple] = None           # (center, width, function) of this frame
+
+    @property
+    def sop_instance_uid(self) -> str:
+        return str(self.dataset.get("SOPInstanceUID", ""))
+
+    @property
+    def key(self) -> tuple:
+        return (self.sop_instance_uid, self.frame_index)
+
+
+def _functional_group(dataset, frame_index: int, keyword: str):
+    for sequence_keyword, index in (("PerFrameFunctionalGroupsSequence", frame_index),
+                                    ("SharedFunctionalGroupsSequence", 0)):
+        groups = dataset.get(sequence_keyword)
+        if groups is not None and len(groups) > index:
+            items = groups[index].get(keyword)
+            if items is not None and len(items):
+                return items[0]
+    return None
+
+
+def _floats(value, count: int) -> Optional[np.ndarray]:
+    if value is None:
+        return None
+    try:
+        array = np.asarray([float(v) for v in value], dtype=float)
+    except (TypeError, ValueError):
+        return None
+    if array.size != count or not np.all(np.isfinite(array)):
+        return None
+    if count == 2 and np.any(array <= 0):  # a spacing of 0 (seen in the wild) means "unknown"
+        return None
+    return array
+
+
+def _first(value):
+    """The first value of a possibly multi-valued attribute (``WindowCenter`` may hold several)."""
+    from pydicom.multival import MultiValue
+
+    if isinstance(value, (MultiValue, list, tuple)):
+        return value[0] if len(value) else None
+    return value
+
+
+def _window_of(item) -> Optional[tuple]:
+    if item is None or "WindowCenter" not in item or "WindowWidth" not in item:
+        return None
+    center, width = _first(item.WindowCenter), _first(item.WindowWidth)
+    if center is None or width is None:
+        return None
+    return float(center), float(width), str(item.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
+
+
+def _frames_of(dataset, path: Path) -> List[_Frame]:
+    frames_in_object = int(dataset.get("NumberOfFrames", 1) or 1)
+    is_multiframe = "NumberOfFrames" in dataset and (
+        frames_in_object > 1 or "PerFrameFunctionalGroupsSequence" in dataset)
+    if not is_multiframe:
+        return [_Frame(dataset, path, None,
+                       _floats(dataset.get("ImagePositionPatient"), 3),
+                       _floats(dataset.get("ImageOrientationPatient"), 6),
+                       _floats(dataset.get("PixelSpacing"), 2),
+                       float(dataset.get("RescaleSlope", 1.0) or 1.0),
+                       float(dataset.get("RescaleIntercept", 0.0) or 0.0),
+                       _window_of(dataset))]
+    frames = []
+    offsets = dataset.get("GridFrameOffsetVector")  # RT Dose: positions along the normal
+    for index in range(frames_in_object):
+        position = _functional_group(dataset, index, "PlanePositionSequence")
+        orientation = _functional_group(dataset, index, "PlaneOrientationSequence")
+        measures = _functional_group(dataset, index, "PixelMeasuresSequence")
+        transform = _functional_group(dataset, index, "PixelValueTransformationSequence")
+        voi = _functional_group(dataset, index, "FrameVOILUTSequence")
+        position_lps = _floats(position.get("ImagePositionPatient") if position else None, 3)
+        orientation_cosines = _floats(orientation.get("ImageOrientationPatient") if orientation else None, 6)
+        spacing = _floats(measures.get("PixelSpacing") if measures else None, 2)
+        if position_lps is None and orientation_cosines is None:
+            base_position = _floats(dataset.get("ImagePositionPatient"), 3)
+            orientation_cosines = _floats(dataset.get("ImageOrientationPatient"), 6)
+            if base_position is not None and orientation_cosines is not None and offsets is not None:
+                normal = np.cross(orientation_cosines[:3], orientation_cosines[3:])
+                position_lps = base_position + float(offsets[index]) * normal
+        if spacing is None:
+            spacing = _floats(dataset.get("PixelSpacing"), 2)
+        slope = float(transform.get("RescaleSlope", 1.0)) if transform else \
+            float(dataset.get("RescaleSlope", 1.0) or 1.0)
+        intercept = float(transform.get("RescaleIntercept", 0.0)) if transform else \
+            float(dataset.get("RescaleIntercept", 0.0) or 0.0)
+        if "DoseGridScaling" in dataset:
+            slope *= float(dataset.DoseGridScaling)
+        frames.append(_Frame(dataset, path, index, position_lps, orientation_cosines, spacing,
+                             slope, intercept, _window_of(voi) or _window_of(dataset)))
+    return frames
+
+
+class _Decoder:
+    """Decodes each dataset's pixel data once, with errors naming the file and the fix."""
+
+    def __init__(self) -> None:
+        self._cache: Dict[int, np.ndarray] = {}
+        self.converted_from_color = False
+
+    def __call__(self, frame: _Frame) -> np.ndarray:
+        key = id(frame.dataset)
+        if key not in self._cache:
+            self._cache[key] = self._decode(frame.dataset, frame.path)
+        pixels = self._cache[key]
+        if frame.frame_index is None:
+            return pixels if pixels.ndim == 2 else pixels[0]
+        return pixels[frame.frame_index] if pixels.ndim == 3 else pixels
+
+    def _decode(self, dataset, path: Path) -> np.ndarray:
+        from pydicom.pixels.decoders.base import get_decoder
+
+        syntax = dataset.file_meta.get("TransferSyntaxUID") if hasattr(dataset, "file_meta") else None
+        if syntax is not None and "PixelData" in dataset:
+            try:
+                decoder = get_decoder(syntax)
+                available = decoder.is_available
+            except NotImplementedError:
+                decoder, available = None, False
+            if not available:
+                name = getattr(syntax, "name", str(syntax))
+                raise InputError(path, f"uses the transfer syntax {syntax} ({name}), which the installed "
+                                 "pydicom plugins cannot decode.",
+                                 "Convert the file to an uncompressed syntax (e.g. `gdcmconv --raw in.dcm "
+                                 "out.dcm` or `dcmdjpeg`), or install the plugin for it "
+                                 "(pylibjpeg-libjpeg, pylibjpeg-openjpeg, pylibjpeg-rle, pyjpegls).")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pixels = dataset.pixel_array
+        except InputError:
+            raise
+        except Exception as error:  # noqa: BLE001 - decoders raise many types on damaged data
+            raise InputError(path, f"pixel data could not be decoded ({type(error).__name__}: {error}); "
+                             "the file looks truncated or corrupt.",
+                             "Re-export or re-transfer the file from its source (PACS, scanner).") \
+                from error
+        photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2"))
+        if photometric == "PALETTE COLOR":
+            from pydicom.pixels import apply_color_lut
+
+            pixels = apply_color_lut(pixels, dataset)
+        if photometric not in ("MONOCHROME1", "MONOCHROME2") or int(dataset.get("SamplesPerPixel", 1)) > 1:
+            if photometric.startswith("YBR") and pixels.shape[-1] == 3:
+                from pydicom.pixels import convert_color_space
+
+                # pydicom converts JPEG-baseline YBR to RGB itself; native YBR data stays YBR.
+                if not dataset.file_meta.TransferSyntaxUID.is_compressed:
+                    pixels = convert_color_space(pixels, photometric, "RGB")
+            pixels = pixels.astype(np.float32) @ np.asarray([0.299, 0.587, 0.114], np.float32)
+            self.converted_from_color = True
+        return np.asarray(pixels)
+
+
+# --------------------------------------------------------------------------------------- values
+def _stored_range(dataset) -> tuple:
+    bits = int(dataset.get("BitsStored", dataset.get("BitsAllocated", 16)) or 16)
+    if int(dataset.get("PixelRepresentation", 0) or 0):
+        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return 0, 2 ** bits - 1
+
+
+def _modality(pixels: np.ndarray, frame: _Frame) -> tuple:
+    """Stored -> modality values (float32) and a description of what was applied."""
+    dataset = frame.dataset
+    if frame.frame_index is None and "ModalityLUTSequence" in dataset:
+        from pydicom.pixels import apply_modality_lut
+
+        return np.asarray(apply_modality_lut(pixels, dataset), np.float32), "Modality LUT Sequence"
+    values = pixels.astype(np.float32)
+    if frame.slope != 1.0 or frame.intercept != 0.0:
+        values = values * np.float32(frame.slope) + np.float32(frame.intercept)
+        return values, f"rescale slope {frame.slope:g} intercept {frame.intercept:g}"
+    return values, "none (slope 1, intercept 0)"
+
+
+def _modality_range(frame: _Frame) -> tuple:
+    low, high = _stored_range(frame.dataset)
+    if frame.frame_index is None and "ModalityLUTSequence" in frame.dataset:
+        lut = np.asarray(frame.dataset.ModalityLUTSequence[0].LUTData, dtype=float)
+        return float(lut.min()), float(lut.max())
+    ends = sorted((low * frame.slope + frame.intercept, high * frame.slope + frame.intercept))
+    return ends[0], ends[1]
+
+
+def apply_window(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
+    """DICOM VOI window (PS3.3 C.11.2.1.2) with output scaled to [0, 1].
+
+    Args:
+        values: modality values (any shape).
+        center, width: ``WindowCenter``, ``WindowWidth``.
+        function: ``VOILUTFunction``: ``LINEAR`` (default; ``x <= c - 0.5 - (w - 1) / 2`` -> 0,
+            ``x > c - 0.5 + (w - 1) / 2`` -> 1, else ``((x - (c - 0.5)) / (w - 1) + 0.5)``),
+            ``LINEAR_EXACT`` (``(x - c) / w + 0.5`` clipped) or ``SIGMOID``
+            (``1 / (1 + exp(-4 (x - c) / w))``).
+    """
+    values = np.asarray(values, dtype=np.float32)
+    function = (function or "LINEAR").upper()
+    if function == "SIGMOID":
+        return (1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))).astype(np.float32)
+    if function == "LINEAR_EXACT":
+        if width <= 0:
+            raise ValueError(f"LINEAR_EXACT window width must be > 0, got {width}")
+        return np.clip((values - center) / width + 0.5, 0.0, 1.0).astype(np.float32)
+    if width < 1:
+        raise ValueError(f"LINEAR window width must be >= 1, got {width}")
+    if width == 1:
+        return (values > center - 0.5).astype(np.float32)
+    return np.clip((values - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0).astype(np.float32)
+
+
+def _voi(values: np.ndarray, pixels: np.ndarray, frame: _Frame, mode: str) -> tuple:
+    """Modality values -> [0, 1] display values, and what was applied."""
+    dataset = frame.dataset
+    if frame.window is not None:
+        center, width, function = frame.window
+        if width > 0:
+            return apply_window(values, center, width, function), \
+                f"window center {center:g} width {width:g} ({function})"
+    if frame.frame_index is None and "VOILUTSequence" in dataset:
+        from pydicom.pixels import apply_voi
+
+        item = dataset.VOILUTSequence[0]
+        bits = int(item.LUTDescriptor[2])
+        lut_input = values if "ModalityLUTSequence" in dataset or frame.slope != 1 or frame.intercept != 0 \
+            else pixels
+        mapped = np.asarray(apply_voi(lut_input, dataset, index=0), np.float32)
+        return np.clip(mapped / float(2 ** bits - 1), 0, 1), "VOI LUT Sequence (first table)"
+    low, high = float(values.min()), float(values.max())
+    scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    return scaled.astype(np.float32), f"min-max ({low:g}..{high:g}; no VOI in the file)"
+
+
+# --------------------------------------------------------------------------------------- stacking
+def _warn(messages: List[str], path: Path, text: str) -> None:
+    message = f"{path}: {text}"
+    messages.append(message)
+    warnings.warn(message, InputWarning, stacklevel=4)
+
+
+def _pixel_spacing(frames: Sequence[_Frame], path: Path) -> tuple:
+    spacings = [f.pixel_spacing for f in frames if f.pixel_spacing is not None]
+    if not spacings:
+        return (1.0, 1.0), "none (1 mm assumed)"
+    if not np.allclose(spacings, spacings[0], rtol=1e-4):
+        raise InputError(path, f"mixes pixel spacings {sorted({tuple(s) for s in map(tuple, spacings)})} "
+                         "in one series.", "Pass a folder holding one consistent series.")
+    return (float(spacings[0][1]), float(spacings[0][0])), "PixelSpacing"
+
+
+def _stack_positioned(frames: List[_Frame], decode: _Decoder, path: Path, messages: List[str],
+                      irregular: str, gantry_tilt: str, duplicates: str) -> tuple:
+    """Sort, check and stack positioned frames. Returns (array (K,J,I) modality values, geometry...)."""
+    orientation = frames[0].orientation
+    for frame in frames:
+        if frame.orientation is None or frame.position is None:
+            raise InputError(frame.path, "lacks ImagePositionPatient/ImageOrientationPatient while the "
+                             "rest of its series has them.", "Re-export the series; every slice must "
+                             "carry its position and orientation.")
+        if not np.allclose(frame.orientation, orientation, atol=ORIENTATION_TOLERANCE):
+            raise InputError(path, f"mixes slice orientations ({np.round(orientation, 4).tolist()} and "
+                             f"{np.round(frame.orientation, 4).tolist()} in {frame.path.name}): a "
+                             "localizer or a reformatted series is mixed in.",
+                             "Keep only the slices of one orientation (remove the localizer files) "
+                             "or pass series_uid= to pick one series.")
+    shapes = {(int(f.dataset.Rows), int(f.dataset.Columns)) for f in frames}
+    if len(shapes) > 1:
+        raise InputError(path, f"mixes matrix sizes {sorted(shapes)} in one series.",
+                         "Pass a folder holding one consistent series.")
+    row_dir, col_dir = orientation[:3], orientation[3:]
+    normal = np.cross(row_dir, col_dir)
+    distances = np.asarray([float(f.position @ normal) for f in frames])
+    order = np.argsort(distances, kind="stable")
+    frames = [frames[i] for i in order]
+    distances = distances[order]
+
+    kept, kept_d = [frames[0]], [distances[0]]
+    for frame, distance in zip(frames[1:], distances[1:]):
+        if abs(distance - kept_d[-1]) > POSITION_TOLERANCE_MM:
+            kept.append(frame)
+            kept_d.append(distance)
+            continue
+        if frame.key == kept[-1].key:
+            _warn(messages, path, f"holds the same instance twice ({frame.path.name} and "
+                  f"{kept[-1].path.name}); the duplicate was dropped.")
+            continue
+        if duplicates == "first":
+            _warn(messages, path, f"two slices at {distance:.3f} mm along the normal ({kept[-1].path.name}, "
+                  f"{frame.path.name}); kept the first.")
+            continue
+        raise InputError(path, f"has two different slices at the same position ({distance:.3f} mm along "
+                         f"the slice normal): {kept[-1].path.name} (instance {kept[-1].sop_instance_uid}"
+                         f"{'' if kept[-1].frame_index is None else f', frame {kept[-1].frame_index + 1}'}) and "
+                         f"{frame.path.name} (instance {frame.sop_instance_uid}"
+                         f"{'' if frame.frame_index is None else f', frame {frame.frame_index + 1}'}): several "
+                         "acquisitions, echoes, phases or stacks are mixed.",
+                         "Split the series by AcquisitionNumber / EchoNumbers / TemporalPositionIdentifier "
+                         "into separate folders, or pass duplicates='first' to keep the first slice.")
+    frames, distances = kept, np.asarray(kept_d)
+    sI, sJ = _pixel_spacing(frames, path)[0]
+
+    pixels = [decode(f) for f in frames]
+    values = [_modality(p, f)[0] for p, f in zip(pixels, frames)]
+    array = np.stack(values).astype(np.float32)
+    positions = np.stack([f.position for f in frames])
+    origin = positions[0].copy()
+    k_axis, sK = normal, 1.0
+    if len(frames) > 1:
+        steps = np.diff(distances)
+        sK = float(np.median(steps))
+        irregular_steps = np.abs(steps - sK) > SPACING_RELATIVE_TOLERANCE * sK + 1e-3
+        if irregular_steps.any():
+            where = int(np.argmax(np.abs(steps - sK)))
+            text = (f"slice positions are not evenly spaced: step of {steps[where]:.3f} mm between "
+                    f"{frames[where].path.name} and {frames[where + 1].path.name} where the series' "
+                    f"spacing is {sK:.3f} mm ({int(irregular_steps.sum())} irregular step(s)"
+                    f"{'; missing slices?' if steps[where] > sK else ''}).")
+            if irregular != "resample":
+                raise InputError(path, text, "Re-export the complete series, or pass irregular='resample' "
+                                 "to interpolate linearly onto the median spacing.")
+            _warn(messages, path, text + " Resampled linearly onto the median spacing.")
+            targets = np.arange(distances[0], distances[-1] + 1e-6 * sK, sK)
+            array = _interpolate_along_k(array, distances, targets)
+            positions = origin + np.outer(targets - distances[0], normal)  # refined below for tilt
+            distances = targets
+        # Gantry tilt: the slice origins move sideways as well as along the normal.
+        displacement = positions[-1] - positions[0]
+        along = float(displacement @ normal)
+        sideways = displacement - along * normal
+        tilt = float(np.degrees(np.arctan2(np.linalg.norm(sideways), abs(along))))
+        if tilt > TILT_TOLERANCE_DEGREES:
+            declared = frames[0].dataset.get("GantryDetectorTilt")
+            text = (f"is acquired with a gantry tilt of {tilt:.2f} degrees (slice positions sheared "
+                    f"relative to the slice normal{'' if declared is None else f'; GantryDetectorTilt {declared}'}).")
+            if gantry_tilt == "error":
+                raise InputError(path, text, "Pass gantry_tilt='resample' (orthogonal grid) or 'keep' "
+                                 "(exact sheared grid), or resample it in 3D Slicer / dcm2niix first.")
+            if gantry_tilt == "keep":
+                _warn(messages, path, text + " Kept the sheared grid: direction's K column is not "
+                      "orthogonal to the slices (NIfTI writers need an orthogonal grid).")
+                k_axis = displacement / np.linalg.norm(displacement)
+                sK = float(np.linalg.norm(displacement)) / (len(distances) - 1)
+            else:
+                _warn(messages, path, text + " Each slice was shifted in-plane onto an orthogonal grid "
+                      "(linear interpolation).")
+                array = _unshear(array, positions - origin, row_dir, col_dir, normal, sI, sJ)
+    direction = np.stack([row_dir, col_dir, k_axis], axis=1)
+    sops = [f.sop_instance_uid for f in frames]
+    extra = {"source_files": [str(f.path) for f in frames], "SOPInstanceUIDs": sops}
+    if any(f.frame_index is not None for f in frames):
+        extra["frame_numbers"] = [None if f.frame_index is None else f.frame_index + 1 for f in frames]
+    if len(sops) != array.shape[0]:  # resampled along K: the slices no longer map one to one
+        extra["resampled_along_k"] = True
+    return array, (sI, sJ, abs(sK)), origin, direction, frames, pixels, extra
+
+
+def _interpolate_along_k(array: np.ndarray, distances: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    upper = np.clip(np.searchsorted(distances, targets, side="right"), 1, len(distances) - 1)
+    lower = upper - 1
+    weight = ((targets - distances[lower]) / (distances[upper] - distances[lower])).astype(np.float32)
+    weight = np.clip(weight, 0, 1)[:, None, None]
+    return (array[lower] * (1 - weight) + array[upper] * weight).astype(np.float32)
+
+
+def _unshear(array: np.ndarray, offsets: np.ndarray, row_dir, col_dir, normal, sI: float,
+             sJ: float) -> np.ndarray:
+    from scipy import ndimage
+
+    out = np.empty_like(array)
+    fill = float(array.min())
+    for k, offset in enumerate(offsets):
+        sideways = offset - float(offset @ normal) * normal
+        shift_i, shift_j = float(sideways @ row_dir) / sI, float(sideways @ col_dir) / sJ
+        out[k] = ndimage.shift(array[k], (shift_j, shift_i), order=1, mode="constant", cval=fill)
+    return out
+
+
+def _projection_spacing(dataset) -> tuple:
+    pixel = _floats(dataset.get("PixelSpacing"), 2)
+    if pixel is not None:
+        return (pixel[1], pixel[0]), "PixelSpacing"
+    imager = _floats(dataset.get("ImagerPixelSpacing"), 2)
+    if imager is not None:
+        magnification = dataset.get("EstimatedRadiographicMagnificationFactor")
+        if magnification:
+            return (imager[1] / float(magnification), imager[0] / float(magnification)), \
+                f"ImagerPixelSpacing / EstimatedRadiographicMagnificationFactor {float(magnification):g}"
+        return (imager[1], imager[0]), "ImagerPixelSpacing (detector plane, magnification not corrected)"
+    nominal = _floats(dataset.get("NominalScannedPixelSpacing"), 2)
+    if nominal is not None:
+        return (nominal[1], nominal[0]), "NominalScannedPixelSpacing"
+    return (1.0, 1.0), "none (1 mm assumed)"
+
+
+# --------------------------------------------------------------------------------------- public
+def _select_series(datasets: List[tuple], path: Path, series_uid: Optional[str]) -> List[tuple]:
+    groups: Dict[str, List[tuple]] = {}
+    skipped = []
+    for file_path, dataset in datasets:
+        kind = _non_image_kind(dataset)
+        if kind:
+            skipped.append(f"{file_path.name} ({kind})")
+            continue
+        groups.setdefault(str(dataset.get("SeriesInstanceUID", "")), []).append((file_path, dataset))
+    if series_uid is not None:
+        if series_uid not in groups:
+            listing = "; ".join(f"{uid} ({len(items)} files)" for uid, items in groups.items()) or "none"
+            raise InputError(path, f"holds no image series with SeriesInstanceUID {series_uid} "
+                             f"(image series found: {listing}).", "Pass one of the listed UIDs.")
+        return groups[series_uid]
+    if not groups:
+        extra = f" (found only: {', '.join(skipped[:5])}{'...' if len(skipped) > 5 else ''})" if skipped else ""
+        raise InputError(path, f"holds no DICOM image{extra}.",
+                         "Pass the folder or file of the image series; " + _GROUND_TRUTH_HINT + ".")
+    if len(groups) > 1:
+        listing = "; ".join(
+            f"{uid} [{items[0][1].get('Modality', '?')}] '{items[0][1].get('SeriesDescription', '')}' "
+            f"({len(items)} files)" for uid, items in groups.items())
+        raise InputError(path, f"holds {len(groups)} image series: {listing}.",
+                         "Pass series_uid='<one of them>' (CLI: --series-uid), or put each series in its "
+                         "own folder.")
+    return next(iter(groups.values()))
+
+
+def read_dicom(path: PathLike, series_uid: Optional[str] = None, voi: str = "auto",
+               invert_monochrome1: bool = True, irregular: str = "error",
+               gantry_tilt: str = "resample", duplicates: str = "error") -> ImageVolume:
+    """Read a DICOM file or a folder holding one DICOM series (see the module docstring).
+
+    Args:
+        path: a DICOM file (single- or multi-frame) or a folder (searched recursively; files that are
+            not DICOM and ``DICOMDIR`` are ignored; SEG/RTSTRUCT/SR files in it are skipped).
+        series_uid: the SeriesInstanceUID to read when the folder holds several series.
+        voi: ``"auto"``, ``"window"`` or ``"none"`` (see the module docstring).
+        invert_monochrome1: make MONOCHROME1 images brighter-is-larger.
+        irregular: ``"error"`` or ``"resample"`` for slice gaps / uneven steps.
+        gantry_tilt: ``"resample"``, ``"keep"`` or ``"error"``.
+        duplicates: ``"error"`` or ``"first"`` for different slices at one position.
+
+    Returns:
+        :class:`ImageVolume`, ``array`` float32 ``(K, J, I)``; LPS geometry.
+
+    Raises:
+        InputError: not DICOM, corrupt/truncated, non-image object, unsupported transfer syntax,
+            several series without ``series_uid``, inconsistent series.
+    """
+    for name, value, allowed in (("voi", voi, ("auto", "window", "none")),
+                                 ("irregular", irregular, ("error", "resample")),
+                                 ("gantry_tilt", gantry_tilt, ("resample", "keep", "error")),
+                                 ("duplicates", duplicates, ("error", "first"))):
+        if value not in allowed:
+            raise InputError(None, f"read_dicom: {name}={value!r} is not one of {allowed}.",
+                             f"Pass {name} as one of {allowed}.")
+    path = Path(path)
+    if path.is_dir():
+        files = _collect_files(path)
+        if not files:
+            raise InputError(path, "holds no DICOM file (no file with the 'DICM' preamble).",
+                             "Pass the folder that holds the .dcm files of one series.")
+        datasets = [(f, read_dataset(f)) for f in files]
+    else:
+        dataset = read_dataset(path)
+        kind = _non_image_kind(dataset)
+        if kind:
+            raise InputError(path, f"is {kind} ({dataset.get('Modality', '?')}, SOP class "
+                             f"{dataset.get('SOPClassUID', '?')}), not an image.",
+                             _GROUND_TRUTH_HINT[0].upper() + _GROUND_TRUTH_HINT[1:] + ".")
+        datasets = [(path, dataset)]
+    selected = _select_series(datasets, path, series_uid)
+    frames: List[_Frame] = []
+    for file_path, dataset in selected:
+        frames.extend(_frames_of(dataset, file_path))
+    first = frames[0].dataset
+    modality = str(first.get("Modality", ""))
+    messages: List[str] = []
+    decode = _Decoder()
+    positioned = all(f.position is not None and f.orientation is not None for f in frames)
+    if positioned and (len(frames) > 1 or modality not in PROJECTION_MODALITIES):
+        array, spacing, origin, direction, frames, pixels, extra = _stack_positioned(
+            frames, decode, path, messages, irregular, gantry_tilt, duplicates)
+        spacing_source = "PixelSpacing + slice positions"
+        if len(frames) == 1:
+            thickness = first.get("SpacingBetweenSlices") or first.get("SliceThickness")
+            spacing = (spacing[0], spacing[1], float(thickness) if thickness else 1.0)
+    else:
+        frames = sorted(frames, key=lambda f: (int(f.dataset.get("InstanceNumber", 0) or 0),
+                                               f.frame_index or 0))
+        pixels = [decode(f) for f in frames]
+        shapes = {p.shape for p in pixels}
+        if len(shapes) > 1:
+            raise InputError(path, f"mixes image sizes {sorted(shapes)} without positions to stack them.",
+                             "Pass one image file, or a folder holding one series.")
+        array = np.stack([_modality(p, f)[0] for p, f in zip(pixels, frames)]).astype(np.float32)
+        (sI, sJ), spacing_source = _projection_spacing(first)
+        sK = float(first.get("SpacingBetweenSlices", 1.0) or 1.0)
+        if len(frames) > 1:
+            _warn(messages, path, f"holds {len(frames)} frames without ImagePositionPatient; stacked in "
+                  f"InstanceNumber/frame order with a {sK:g} mm step along an identity direction.")
+        spacing, origin, direction = (sI, sJ, sK), np.zeros(3), np.eye(3)
+        if len(frames) == 1 and frames[0].position is not None and frames[0].orientation is not None:
+            row_dir, col_dir = frames[0].orientation[:3], frames[0].orientation[3:]
+            origin = frames[0].position
+            direction = np.stack([row_dir, col_dir, np.cross(row_dir, col_dir)], axis=1)
+        extra = {"source_files": [str(f.path) for f in frames],
+                 "SOPInstanceUIDs": [f.sop_instance_uid for f in frames]}
+        if any(f.frame_index is not None for f in frames):
+            extra["frame_numbers"] = [None if f.frame_index is None else f.frame_index + 1 for f in frames]
+    modality_lut = _modality(pixels[0][:1, :1], frames[0])[1]
+
+    photometric = str(first.get("PhotometricInterpretation", ""))
+    apply_voi = voi == "window" or (voi == "auto" and modality in PROJECTION_MODALITIES
+                                    and not positioned_series(frames))
+    if extra.get("resampled_along_k"):
+        apply_voi = apply_voi and frames[0].window is not None
+    voi_text = "none"
+    if apply_voi:
+        if extra.get("resampled_along_k"):
+            center, width, function = frames[0].window
+            array = apply_window(array, center, width, function)
+            voi_text = f"window center {center:g} width {width:g} ({function})"
+        else:
+            windowed = [_voi(array[k], pixels[k], f, voi) for k, f in enumerate(frames)]
+            array = np.stack([w[0] for w in windowed]).astype(np.float32)
+            voi_text = windowed[0][1]
+    inverted = False
+    if photometric == "MONOCHROME1" and invert_monochrome1 and not decode.converted_from_color:
+        if apply_voi:
+            array = (1.0 - array).astype(np.float32)
+        else:
+            low, high = _modality_range(frames[0])
+            array = (np.float32(low + high) - array).astype(np.float32)
+        inverted = True
+    if decode.converted_from_color:
+        _warn(messages, path, f"is a colour image ({photometric}); converted to grey levels (BT.601 luma).")
+
+    metadata = {
+        "source_path": str(path), **extra,
+        "SeriesInstanceUID": str(first.get("SeriesInstanceUID", "")),
+        "StudyInstanceUID": str(first.get("StudyInstanceUID", "")),
+        "FrameOfReferenceUID": str(first.get("FrameOfReferenceUID", "")) or None,
+        "SOPClassUID": str(first.get("SOPClassUID", "")),
+        "Modality": modality, "PatientID": str(first.get("PatientID", "")),
+        "PhotometricInterpretation": photometric,
+        "TransferSyntaxUID": str(first.file_meta.get("TransferSyntaxUID", "")) if hasattr(first, "file_meta") else "",
+        "modality_lut": modality_lut, "voi": voi_text, "monochrome1_inverted": inverted,
+        "converted_from_color": decode.converted_from_color, "spacing_source": spacing_source,
+        "warnings": messages,
+    }
+    return ImageVolume(array, spacing, origin, direction, metadata)
+
+
+def positioned_series(frames: Sequence[_Frame]) -> bool:
+    """True when ``frames`` form a positioned stack of more than one slice (a CT/MR-like series)."""
+    return len(frames) > 1 and all(f.position is not None for f in frames)
+
+
+def read_image(path: PathLike, **kwargs: Any) -> ImageVolume:
+    """Read any supported image: DICOM file, DICOM series folder, NIfTI, NRRD or MetaImage.
+
+    Args:
+        path: file or folder.
+        **kwargs: passed to :func:`read_dicom` for DICOM input (``series_uid``, ``voi``,
+            ``invert_monochrome1``, ``irregular``, ``gantry_tilt``, ``duplicates``); ignored
+            for NIfTI/NRRD (whose values are returned as stored, see :func:`read_volume`).
+
+    Returns:
+        :class:`ImageVolume` (array ``(K, J, I)``, LPS geometry, provenance in ``metadata``).
+
+    Raises:
+        InputError: missing path, unknown format, or any reader error (naming the file and the fix).
+    """
+    from .volumes import is_volume_file, read_volume
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "does not exist.", "Check the path (datalist paths are relative to "
+                         "the datalist's folder).")
+    if path.is_dir():
+        return read_dicom(path, **kwargs)
+    if is_volume_file(path):
+        return read_volume(path)
+    if _is_dicom_file(path):
+        return read_dicom(path, **kwargs)
+    # DICOM files without a preamble exist (old exports): let pydicom decide, with a clear error.
+    try:
+        return read_dicom(path, **kwargs)
+    except InputError as error:
+        if "is not a DICOM file" in error.reason:
+            raise InputError(path, "is neither DICOM (no 'DICM' preamble) nor NIfTI/NRRD/MetaImage "
+                             "(by its name).", "Pass a .dcm file or a DICOM series folder, or a "
+                             ".nii/.nii.gz/.nrrd/.nhdr/.mha file.") from error
+        raise
+
+
+def read_source_datasets(volume_or_path: Union[ImageVolume, PathLike], series_uid: Optional[str] = None):
+    """The DICOM headers (no pixel data) behind a volume, in the volume's K order.
+
+    For writers that reference the source (Parametric Map, SEG, SR). A multi-frame source gives
+    one dataset. ``volume_or_path`` is a volume read by :func:`read_dicom` (its
+    ``metadata["source_files"]`` are re-read) or a file/folder (read as :func:`read_dicom` would).
+    """
+    if isinstance(volume_or_path, ImageVolume):
+        files = volume_or_path.metadata.get("source_files")
+        if not files:
+            raise InputError(volume_or_path.metadata.get("source_path"), "was not read from DICOM; "
+                             "it has no source datasets.", "Read the image with read_image(<DICOM>).")
+    else:
+        files = read_image(volume_or_path, series_uid=series_uid).metadata["source_files"]
+    unique = list(dict.fromkeys(files))
+    return [read_dataset(f, stop_before_pixels=True) for f in unique]
+
+
+class ImageReader:
+    """Config-constructible reader: ``ImageReader(voi="auto", ...)(path) -> ImageVolume``.
+
+    All keyword arguments are those of :func:`read_dicom`; usable from a MONAI bundle config as
+    ``{"_target_": "SaliencyTrustLib.io.ImageReader", "voi": "auto"}``.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.kwargs = dict(kwargs)
+
+    def __call__(self, path: PathLike) -> ImageVolume:
+        return read_image(path, **self.kwargs)

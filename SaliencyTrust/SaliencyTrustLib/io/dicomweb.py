@@ -260,6 +260,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``saliency-trust pacs`` (no heavy import here)."""
     parser.add_argument("--url", required=True,
                         help="DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web")
+    parser.add_argument("--no-env-proxy", action="store_true",
+                        help="ignore HTTP(S)_PROXY from the environment (a server on loopback)")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="list studies (or the series of --study)")
     listing.add_argument("--study", help="StudyInstanceUID: list its series")
@@ -276,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``saliency-trust pacs``; prints one line per study / series / file; 1 on error."""
     import sys
 
-    store = DicomWebStore(args.url)
+    store = DicomWebStore(args.url, trust_env=not args.no_env_proxy)
     try:
         if args.action == "list" and args.study:
             for series in store.list_series(args.study):

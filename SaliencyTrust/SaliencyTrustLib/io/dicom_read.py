@@ -100,8 +100,12 @@ def _is_dicom_file(path: Path) -> bool:
     return len(preamble) == 132 and preamble[128:132] == b"DICM"
 
 
-def read_dataset(path: PathLike, stop_before_pixels: bool = False):
-    """``pydicom.dcmread`` with errors turned into :class:`InputError` (not DICOM, corrupt, truncated)."""
+def read_dataset(path: PathLike, stop_before_pixels: bool = False, force: bool = False):
+    """``pydicom.dcmread`` with errors turned into :class:`InputError` (not DICOM, corrupt, truncated).
+
+    ``force=True`` also reads files without the Part 10 preamble (old exports); such a file must
+    still hold a SOPClassUID to count as DICOM.
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -114,7 +118,9 @@ def read_dataset(path: PathLike, stop_before_pixels: bool = False):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            dataset = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+            dataset = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=force)
+        if force and "SOPClassUID" not in dataset:
+            raise InvalidDicomError("no DICOM preamble and no SOPClassUID")
     except InvalidDicomError as error:
         raise InputError(path, f"is not a DICOM file ({error}).",
                          "Pass a DICOM Part 10 file (with the 'DICM' preamble), a NIfTI/NRRD file, "
@@ -641,7 +647,8 @@ def _select_series(datasets: List[tuple], path: Path, series_uid: Optional[str])
 
 def read_dicom(path: PathLike, series_uid: Optional[str] = None, voi: str = "auto",
                invert_monochrome1: bool = True, irregular: str = "error",
-               gantry_tilt: str = "resample", duplicates: str = "error") -> ImageVolume:
+               gantry_tilt: str = "resample", duplicates: str = "error",
+               force: bool = False) -> ImageVolume:
     """Read a DICOM file or a folder holding one DICOM series (see the module docstring).
 
     Args:
@@ -653,6 +660,7 @@ def read_dicom(path: PathLike, series_uid: Optional[str] = None, voi: str = "aut
         irregular: ``"error"`` or ``"resample"`` for slice gaps / uneven steps.
         gantry_tilt: ``"resample"``, ``"keep"`` or ``"error"``.
         duplicates: ``"error"`` or ``"first"`` for different slices at one position.
+        force: read a single file even without the DICOM preamble.
 
     Returns:
         :class:`ImageVolume`, ``array`` float32 ``(K, J, I)``; LPS geometry.
@@ -676,7 +684,7 @@ def read_dicom(path: PathLike, series_uid: Optional[str] = None, voi: str = "aut
                              "Pass the folder that holds the .dcm files of one series.")
         datasets = [(f, read_dataset(f)) for f in files]
     else:
-        dataset = read_dataset(path)
+        dataset = read_dataset(path, force=force)
         kind = _non_image_kind(dataset)
         if kind:
             raise InputError(path, f"is {kind} ({dataset.get('Modality', '?')}, SOP class "
@@ -800,7 +808,7 @@ def read_image(path: PathLike, **kwargs: Any) -> ImageVolume:
         return read_dicom(path, **kwargs)
     # DICOM files without a preamble exist (old exports): let pydicom decide, with a clear error.
     try:
-        return read_dicom(path, **kwargs)
+        return read_dicom(path, **{**kwargs, "force": True})
     except InputError as error:
         if "is not a DICOM file" in error.reason:
             raise InputError(path, "is neither DICOM (no 'DICM' preamble) nor NIfTI/NRRD/MetaImage "

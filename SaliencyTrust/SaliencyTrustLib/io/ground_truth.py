@@ -436,7 +436,7 @@ def read_rtstruct(path: PathLike, reference: ImageVolume, roi=None) -> np.ndarra
     """RTSTRUCT contours of one ROI rasterized on ``reference``'s grid (see the module docstring)."""
     from .dicom_read import read_dataset
 
-    dataset = read_dataset(path)
+    dataset = read_dataset(path, force=True)
     rois = {int(item.ROINumber): str(item.get("ROIName", "")) for item in dataset.get("StructureSetROISequence", [])}
     if not rois:
         raise InputError(path, "holds no ROI (empty StructureSetROISequence).", "Export the structure set with its ROIs.")
@@ -499,6 +499,16 @@ def _draw_region(plane: np.ndarray, graphic_type: str, points: np.ndarray) -> No
                 plane[r, c] = True
 
 
+def _region_source_uid(region) -> Optional[str]:
+    """The SOPInstanceUID of the image an SCOORD region is drawn on (its SELECTED FROM child)."""
+    for item in region.get("ContentSequence", []):
+        for reference in item.get("ReferencedSOPSequence", []):
+            return str(reference.ReferencedSOPInstanceUID)
+    for reference in region.get("ReferencedSOPSequence", []):
+        return str(reference.ReferencedSOPInstanceUID)
+    return None
+
+
 def read_sr_rois(path: PathLike, reference: ImageVolume) -> np.ndarray:
     """Planar ROIs of a TID 1500 Measurement Report (highdicom) as a mask on ``reference``'s grid."""
     import highdicom as hd
@@ -527,13 +537,7 @@ def read_sr_rois(path: PathLike, reference: ImageVolume) -> np.ndarray:
             slice_index = int(round(float(np.mean(ijk[2]))))
             points2d = np.stack([ijk[0] + 0.5, ijk[1] + 0.5], axis=1)
         else:
-            uid = str(region.referenced_sop_instance_uid) if hasattr(region, "referenced_sop_instance_uid") \
-                else None
-            if uid is None:
-                try:
-                    uid = str(region.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
-                except (AttributeError, IndexError):
-                    uid = None
+            uid = _region_source_uid(region)
             if uid is None or uid not in sops:
                 raise InputError(path, f"has a planar ROI on image {uid}, which is not this image "
                                  f"({len(sops)} instance(s) read).", "Pass the SR made on this image.")
@@ -636,8 +640,8 @@ def read_ground_truth(path: PathLike, reference: ImageVolume, *, case_id: Option
         mask = np.array(plane, dtype=bool).reshape(reference.shape)
     elif is_volume_file(path):
         mask = label_map_to_mask(read_volume(path), reference, label=label, path=path)
-    elif _is_dicom_file(path):
-        header = read_dataset(path, stop_before_pixels=True)
+    elif _is_dicom_file(path) or path.suffix.lower() in (".dcm", ".dicom", ""):
+        header = read_dataset(path, stop_before_pixels=True, force=not _is_dicom_file(path))
         sop_class, modality = str(header.get("SOPClassUID", "")), str(header.get("Modality", ""))
         if sop_class == SEG_SOP_CLASS or modality == "SEG":
             mask = read_seg(path, reference, segment=segment, allow_other_series=allow_other_series)

@@ -59,8 +59,11 @@ _MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 if _MODULE_DIR not in sys.path:
     sys.path.insert(0, _MODULE_DIR)
 
-#: Default model: the MONAI bundle of this repository (``MonaiBundle/`` beside ``SaliencyTrust/``).
-DEFAULT_BUNDLE_DIR = os.path.join(os.path.dirname(_MODULE_DIR), "MonaiBundle")
+#: Default model: the MONAI bundle shipped with the extension (``Resources/MonaiBundle``, copied by
+#: CMake), else the repository's (``MonaiBundle/`` beside ``SaliencyTrust/``).
+DEFAULT_BUNDLE_DIR = next((d for d in (os.path.join(_MODULE_DIR, "Resources", "MonaiBundle"),
+                                       os.path.join(os.path.dirname(_MODULE_DIR), "MonaiBundle"))
+                           if os.path.isdir(d)), os.path.join(os.path.dirname(_MODULE_DIR), "MonaiBundle"))
 
 #: The study's eight methods (Arun et al. 2021), selected by default.
 STUDY_METHODS = ("gradient", "smoothgrad", "integrated_gradients", "smoothgrad_ig", "gradcam",
@@ -425,6 +428,21 @@ class EvaluationResult:
         probabilities = probabilities / probabilities.sum()
         return (f"predicted class {self.predictedClass} (p = {probabilities[self.predictedClass]:.3f}); "
                 f"explained class {self.targetClass}")
+
+
+@dataclasses.dataclass
+class PreparedInput:
+    """A network input and what is needed to take maps back onto the image grid.
+
+    Attributes:
+        batch: ``(1, 1, *network grid)`` float tensor.
+        preprocessed: the preprocessed MetaTensor (channel-first, with its applied operations).
+        preprocessing: the MONAI ``Compose`` that produced it (inverted by ``invert_map``).
+    """
+
+    batch: Any
+    preprocessed: Any
+    preprocessing: Any
 
 
 @dataclasses.dataclass
@@ -796,19 +814,31 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
 
     # ---------------------------------------------------------------- the computation (worker)
 
-    def evaluationSteps(self, request: EvaluationRequest, result: EvaluationResult) -> Iterator[Step]:
+    def evaluationSteps(self, request: EvaluationRequest, result: EvaluationResult,
+                        models: Optional[Dict[str, Any]] = None) -> Iterator[Step]:
         """The work as steps: the body runs in the worker (no MRML), ``Step.apply`` on the GUI thread.
 
         Order: load models, predict, one map per method (each shown as it comes), cascading
         randomization states, second models, then the scorecard table and plot.
+
+        Args:
+            request: see :meth:`makeRequest`.
+            result: filled as the steps run.
+            models: torch models already in memory (``model``, optional ``replicate`` and
+                ``second``) instead of loading ``request.modelPath``.
         """
         started = time.time()
         scene_apply = self._applyOnGui
         criteria = set(request.criteria)
-        models = yield from self._loadModels(request)
+        if models is None:
+            models = yield from self._loadModels(request)
+        else:
+            self._inputSpatialShape = None
+            self._prepareModels(models, request)
         model = models["model"]
-        batch = self._toModelInput(request.image, model)
-        baselineBatches = [self._toModelInput(image, model) for image in request.baselineImages]
+        prepared = self._toModelInput(request.image, model)
+        batch = prepared.batch
+        baselineBatches = [self._toModelInput(image, model).batch for image in request.baselineImages]
 
         import torch
 
@@ -830,7 +860,7 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         for method in request.methods:
             maps = self._saliency(model, batch, method, target)
             modelGridMaps[method] = maps
-            result.maps[method] = self._toImageGrid(maps, request.image)
+            result.maps[method] = self._toImageGrid(maps, prepared)
             done += 1
             yield Step(self._fraction(done, plan), f"{method}: map computed",
                        scene_apply(self._applyMap, result, method))
@@ -855,7 +885,7 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
                     if "randomization" in criteria:
                         curves[method].append((state, self._similarity(modelGridMaps[method], maps)))
                     if isLast:
-                        randomizedMaps[method] = self._toImageGrid(maps, request.image)
+                        randomizedMaps[method] = self._toImageGrid(maps, prepared)
                     done += 1
                     yield Step(self._fraction(done, plan), f"{method}: randomized up to {state}")
             if "randomization" in criteria:
@@ -866,15 +896,15 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         for criterion, other in secondModels.items():
             if criterion not in criteria or other is None:
                 continue
-            otherBatch = self._toModelInput(request.image, other)
-            secondMaps[criterion] = {}
+            otherPrepared = self._toModelInput(request.image, other)
+            otherBatch = otherPrepared.batch
+            secondMaps[criterion] = {"_prepared": otherPrepared}
             for method in request.methods:
                 secondMaps[criterion][method] = self._saliency(other, otherBatch, method, target)
                 done += 1
                 yield Step(self._fraction(done, plan), f"{method}: {criterion} model's map")
 
-        result.rows = self._scorecardRows(request, result, modelGridMaps, randomizedMaps, secondMaps,
-                                          secondModels)
+        result.rows = self._scorecardRows(request, result, modelGridMaps, randomizedMaps, secondMaps)
         result.status = (f"{len(request.methods)} method(s), {len(result.rows)} criteria rows in "
                          f"{time.time() - started:.1f} s")
         yield Step(1.0, result.status, scene_apply(self._applyTables, result))
@@ -918,13 +948,16 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
                 candidate = path / "models" / fileName
                 if candidate.exists():
                     models[key] = load_classifier(str(candidate))
+        self._prepareModels(models, request)
+        yield Step(0.0, _("Loaded {n} model(s) from {path}").format(n=len(models), path=path))
+        return models
+
+    def _prepareModels(self, models: Dict[str, Any], request: EvaluationRequest) -> None:
         for model in models.values():
             model.eval()
         self._stateCount = 0
         if "randomization" in request.criteria or "localization" in request.criteria:
             self._stateCount = sum(1 for _state in self._cascade(models["model"], request))
-        yield Step(0.0, _("Loaded {n} model(s) from {path}").format(n=len(models), path=path))
-        return models
 
     @staticmethod
     def _bundleInputShape(path: Path) -> Optional[tuple]:
@@ -951,24 +984,28 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         for index, (state, randomized) in enumerate(self._cascade(model, request)):
             yield state, randomized, index == self._stateCount - 1
 
-    def _toModelInput(self, image, model):
-        """``ImageVolume`` -> model batch: 2D models get the K slices as a batch ``(K, 1, h, w)``,
-        3D models one ``(1, 1, d, h, w)``; resampled to the bundle's input shape and scaled as
-        ``SaliencyTrustLib.transforms`` scales the training images.
-        """
-        import torch
+    def _toModelInput(self, image, model) -> "PreparedInput":
+        """``ImageVolume`` -> the network input, by the bundle's own preprocessing.
 
+        ``SaliencyTrustLib.transforms`` (MONAI: orientation to the training orientation, singleton
+        slice dropped for 2D networks, per-image min-max to [0, 1], resize to the network size) is
+        applied to the in-memory volume exactly as to a file on disk, and kept so that maps go
+        back onto the input grid by the inverse transforms.
+        """
         from SaliencyTrustLib import transforms
 
-        array = torch.as_tensor(np.asarray(image.array, dtype=np.float32))
         spatialDims = self._spatialDims(model)
-        batch = array[:, None] if spatialDims == 2 else array[None, None]
+        options: Dict[str, Any] = {"spatial_dims": spatialDims, "load": False}
         shape = getattr(self, "_inputSpatialShape", None)
-        if shape is not None and tuple(batch.shape[2:]) != tuple(shape[-spatialDims:]):
-            mode = "bilinear" if spatialDims == 2 else "trilinear"
-            batch = torch.nn.functional.interpolate(batch, size=tuple(shape[-spatialDims:]), mode=mode,
-                                                    align_corners=False)
-        return transforms.scale_intensity(batch)
+        if shape is not None and len(shape) == spatialDims:
+            options["image_size"] = tuple(shape)
+        elif spatialDims == 3:
+            raise ValueError("3D model without an input size: give the bundle's metadata.json "
+                             "network_data_format.inputs.image.spatial_shape")
+        preprocessing = transforms.get_preprocessing(**options)
+        preprocessed = preprocessing(transforms.volume_to_data(image))["image"]
+        return PreparedInput(batch=preprocessed[None].as_tensor(), preprocessed=preprocessed,
+                             preprocessing=preprocessing)
 
     @staticmethod
     def _spatialDims(model) -> int:
@@ -990,29 +1027,23 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         return np.asarray(maps.detach().cpu().numpy() if hasattr(maps, "detach") else maps, dtype=np.float32)
 
     @staticmethod
-    def _toImageGrid(maps: np.ndarray, image) -> np.ndarray:
-        """Maps on the model grid -> ``(K, J, I)`` on the image grid (bi/trilinear)."""
-        import torch
+    def _toImageGrid(maps: np.ndarray, prepared: "PreparedInput") -> np.ndarray:
+        """A map ``(1, *network grid)`` -> ``(K, J, I)`` on the input's grid (inverse preprocessing)."""
+        from SaliencyTrustLib import transforms
 
-        tensor = torch.as_tensor(maps)
-        shape = image.shape
-        if tensor.ndim == 3:  # (K, h, w) from a 2D model
-            if tuple(tensor.shape[1:]) != tuple(shape[1:]):
-                tensor = torch.nn.functional.interpolate(tensor[:, None], size=tuple(shape[1:]),
-                                                         mode="bilinear", align_corners=False)[:, 0]
-        else:  # (1, d, h, w) from a 3D model
-            if tuple(tensor.shape[1:]) != tuple(shape):
-                tensor = torch.nn.functional.interpolate(tensor[:, None], size=tuple(shape),
-                                                         mode="trilinear", align_corners=False)[:, 0]
-            tensor = tensor[0]
-        return tensor.numpy().astype(np.float32).reshape(shape)
+        restored = transforms.invert_map(np.asarray(maps)[0], prepared.preprocessed, prepared.preprocessing)
+        return transforms.ras_channel_first_to_kji(restored).astype(np.float32)
 
     @staticmethod
     def _ssimOptions() -> Dict[str, Any]:
-        """SSIM settings: the study's (scikit-image defaults, ``data_range=2``), from the core."""
-        from SaliencyTrustLib import metrics
+        """SSIM settings passed to the core: the study's preset (scikit-image defaults, ``data_range=2``)."""
+        return {"preset": "paper"}
 
-        return dict(getattr(metrics, "STUDY_SSIM_OPTIONS", {"data_range": 2.0}))
+    @staticmethod
+    def _ssimDescription() -> str:
+        from SaliencyTrustLib.metrics.similarity import PAPER_SSIM
+
+        return "study preset: " + ", ".join(f"{k}={v}" for k, v in PAPER_SSIM.items() if v is not None)
 
     def _similarity(self, mapsA: np.ndarray, mapsB: np.ndarray) -> float:
         """Mean SSIM over the batch (NaN items, e.g. constant maps, left out and not averaged)."""
@@ -1036,11 +1067,11 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         value = different_image_baseline(maps, seed=seed, **self._ssimOptions())
         return float(getattr(value, "value", value))
 
-    def _scorecardRows(self, request, result, modelGridMaps, randomizedMaps, secondMaps, secondModels):
+    def _scorecardRows(self, request, result, modelGridMaps, randomizedMaps, secondMaps):
         """One row per (method, criterion): value, baseline, passed (None when no baseline), rule."""
         from SaliencyTrustLib.metrics import auprc
 
-        ssimText = ", ".join(f"{k}={v}" for k, v in self._ssimOptions().items())
+        ssimText = self._ssimDescription()
         rows = []
         for method in request.methods:
             baseline = result.differentImageBaseline.get(method, float("nan"))
@@ -1072,7 +1103,8 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
                 other = secondMaps[criterion][method]
                 mine = modelGridMaps[method]
                 if other.shape != mine.shape:  # models with different input grids: compare on the image
-                    mine, other = result.maps[method], self._toImageGrid(other, request.image)
+                    mine = result.maps[method][None]
+                    other = self._toImageGrid(other, secondMaps[criterion]["_prepared"])[None]
                 value = self._similarity(mine, other)
                 what = ("two models of one architecture trained apart" if criterion == "repeatability"
                         else "two architectures")
@@ -1290,7 +1322,7 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
             "predicted_class": result.predictedClass,
             "target_class": result.targetClass,
             "logits": None if result.logits is None else [float(v) for v in result.logits],
-            "ssim_options": self._ssimOptions(),
+            "ssim": self._ssimDescription(),
             "granularity": result.request.granularity,
             "seed": result.request.seed,
             "rows": [{k: clean(v) for k, v in row.items()} for row in result.rows],

@@ -16,7 +16,9 @@ import types
 import unittest
 from pathlib import Path
 
+import numpy as np
 import pytest
+import vtk
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE_FILE = REPO / "SaliencyTrust" / "SaliencyTrust.py"
@@ -117,6 +119,50 @@ def _register_segmentation_converters() -> None:
         factory.RegisterConverterRule(rule())
 
 
+# ---------------------------------------------------------------- scene-building helpers
+
+def oblique_ijk_to_ras(spacing=(0.7, 0.9, 2.5), origin=(12.0, -30.0, 7.5), angles=(0.3, -0.2, 0.15)):
+    """4x4 IJK->RAS: a rotation about the three axes times an anisotropic spacing, plus origin."""
+    a, b, c = angles
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
+    matrix = np.eye(4)
+    matrix[:3, :3] = rz @ ry @ rx @ np.diag(spacing)
+    matrix[:3, 3] = origin
+    return matrix
+
+
+def to_vtk(matrix):
+    out = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            out.SetElement(r, c, float(matrix[r, c]))
+    return out
+
+
+def add_volume(scene, array, ijk_to_ras, name="input", node_class="vtkMRMLScalarVolumeNode"):
+    import slicer
+
+    node = scene.AddNewNodeByClass(node_class, name)
+    node.SetIJKToRASMatrix(to_vtk(ijk_to_ras))
+    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(array))
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def add_segmentation_from_labels(scene, labels, ijk_to_ras, name="ground truth"):
+    """A segmentation node imported from a labelmap with its own geometry (as a SEG/NRRD would give)."""
+    import slicer
+
+    labelmap = add_volume(scene, labels.astype(np.uint8), ijk_to_ras, "labels", "vtkMRMLLabelMapVolumeNode")
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation)
+    scene.RemoveNode(labelmap)
+    return segmentation
+
+
+
 _REGISTERED = False
 
 
@@ -169,3 +215,21 @@ def scene():
     yield scene
     slicer.mrmlScene = previous
     scene.Clear(1)
+
+
+@pytest.fixture
+def mk():
+    """Helpers that build MRML inputs the way a user's data arrive."""
+    return types.SimpleNamespace(oblique_ijk_to_ras=oblique_ijk_to_ras, to_vtk=to_vtk, add_volume=add_volume,
+                                 add_segmentation_from_labels=add_segmentation_from_labels)
+
+
+@pytest.fixture(scope="session")
+def qapp():
+    """One QApplication for the session (offscreen), shared by the .ui and the runner tests."""
+    import os
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6 import QtWidgets
+
+    return QtWidgets.QApplication.instance() or QtWidgets.QApplication([])

@@ -1,0 +1,259 @@
+"""The subject classifiers of SaliencyTrust: small MONAI networks built by name, and their weights.
+
+The trust criteria need **two architectures** (reproducibility) and **two independently trained
+models of one architecture** (repeatability). The MONAI bundle (``MonaiBundle/``) trains
+
+* ``"densenet_small"``  - :class:`monai.networks.nets.DenseNet`, 3 dense blocks, 0.26 M parameters (1 MB);
+  ``models/model.pt`` (seed 0) and ``models/model_replicate.pt`` (seed 1);
+* ``"resnet_small"``    - :class:`monai.networks.nets.ResNet`, basic blocks ``[1, 1, 1, 1]``,
+  0.31 M parameters (1.2 MB); ``models/model_second_arch.pt`` (seed 0);
+
+and ``"densenet121"`` (:class:`monai.networks.nets.DenseNet121`, the study's second architecture)
+is available for users who bring their own weights.
+
+Conventions: input ``(B, in_channels, *spatial)`` float32, intensities in [0, 1] as
+:mod:`SaliencyTrustLib.transforms` scales them (2D: ``(B, 1, 224, 224)``, axes ``(rows, columns)``
+= ``(J, I)``); output ``(B, num_classes)`` **logits** (no softmax: the study explains the pre-softmax
+logit of the predicted class). Every ReLU is built with ``inplace=False`` so that gradient hooks
+(captum, guided backprop, GradCAM) see unmodified activations. The final feature map of both small
+networks is ``224 / 16 = 14`` pixels wide, which bounds GradCAM's resolution.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+#: Relu without in-place modification (see the module docstring).
+_ACT = ("relu", {"inplace": False})
+
+#: Weight files of the bundle, relative to its root, and the network each one holds.
+BUNDLE_WEIGHTS: Dict[str, str] = {
+    "models/model.pt": "densenet_small",
+    "models/model_replicate.pt": "densenet_small",
+    "models/model_second_arch.pt": "resnet_small",
+}
+
+#: Checkpoint key under which the bundle stores the architecture name beside the weights.
+ARCH_KEY = "network_name"
+
+
+def _densenet_small(spatial_dims: int, in_channels: int, num_classes: int) -> nn.Module:
+    from monai.networks.nets import DenseNet
+
+    return DenseNet(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=num_classes,
+                    init_features=32, growth_rate=16, block_config=(4, 6, 6), bn_size=4, act=_ACT)
+
+
+def _resnet_small(spatial_dims: int, in_channels: int, num_classes: int) -> nn.Module:
+    from monai.networks.nets import ResNet
+
+    return ResNet(block="basic", layers=[1, 1, 1, 1], block_inplanes=[16, 32, 64, 128],
+                  spatial_dims=spatial_dims, n_input_channels=in_channels, conv1_t_size=7,
+                  conv1_t_stride=2, no_max_pool=True, num_classes=num_classes, act=_ACT)
+
+
+def _densenet121(spatial_dims: int, in_channels: int, num_classes: int) -> nn.Module:
+    from monai.networks.nets import DenseNet121
+
+    return DenseNet121(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=num_classes, act=_ACT)
+
+
+#: name -> builder(spatial_dims, in_channels, num_classes).
+ARCHITECTURES: Dict[str, Callable[[int, int, int], nn.Module]] = {
+    "densenet_small": _densenet_small,
+    "resnet_small": _resnet_small,
+    "densenet121": _densenet121,
+}
+
+
+def available_classifiers() -> list:
+    """Names accepted by :func:`build_classifier`."""
+    return sorted(ARCHITECTURES)
+
+
+def build_classifier(name: str, spatial_dims: int = 2, in_channels: int = 1, num_classes: int = 2) -> nn.Module:
+    """Build an untrained classifier by name (usable from a bundle config with ``_target_``).
+
+    Args:
+        name: one of :func:`available_classifiers` (``"densenet_small"``, ``"resnet_small"``,
+            ``"densenet121"``).
+        spatial_dims: 2 for radiographs ``(B, C, H, W)``, 3 for volumes ``(B, C, D, H, W)``.
+        in_channels: channels of the input image (1 for the bundle's grayscale inputs).
+        num_classes: outputs; the bundle uses 2 (``0`` = no finding, ``1`` = lesion).
+
+    Returns:
+        A ``torch.nn.Module`` mapping ``(B, in_channels, *spatial)`` to ``(B, num_classes)`` logits.
+
+    Raises:
+        ValueError: unknown ``name`` or a ``spatial_dims`` other than 2 or 3.
+    """
+    if name not in ARCHITECTURES:
+        raise ValueError(f"build_classifier: unknown network name {name!r}; choose one of {available_classifiers()}.")
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"build_classifier: spatial_dims must be 2 or 3, got {spatial_dims!r}.")
+    if in_channels < 1 or num_classes < 1:
+        raise ValueError(f"build_classifier: in_channels and num_classes must be >= 1, got {in_channels}, {num_classes}.")
+    return ARCHITECTURES[name](int(spatial_dims), int(in_channels), int(num_classes))
+
+
+def _state_dict_from_checkpoint(checkpoint: Any, path: Path) -> Tuple[Mapping[str, torch.Tensor], Optional[str]]:
+    """Accept the forms MONAI bundles save: a plain state dict, ``{"model": state_dict}`` (bundle
+    ``CheckpointSaver``), ``{"state_dict": ...}``; strip a DistributedDataParallel ``module.`` prefix."""
+    name = None
+    if isinstance(checkpoint, nn.Module):
+        checkpoint = checkpoint.state_dict()
+    if not isinstance(checkpoint, Mapping):
+        raise ValueError(f"{path}: not a PyTorch state dict (got {type(checkpoint).__name__}); "
+                         "save weights with torch.save(model.state_dict(), path).")
+    if isinstance(checkpoint.get(ARCH_KEY), str):
+        name = checkpoint[ARCH_KEY]
+    for key in ("model", "state_dict", "network"):
+        if isinstance(checkpoint.get(key), Mapping):
+            checkpoint = checkpoint[key]
+            break
+    state = {k[len("module."):] if k.startswith("module.") else k: v
+             for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise ValueError(f"{path}: holds no tensors; expected a state dict of a classifier.")
+    return state, name
+
+
+def _resolve_weights(path_or_bundle_dir: Union[str, os.PathLike]) -> Tuple[Path, Optional[str]]:
+    path = Path(path_or_bundle_dir)
+    if path.is_dir():
+        candidate = path / "models" / "model.pt"
+        if not candidate.is_file():
+            raise FileNotFoundError(f"{path}: a bundle directory must hold models/model.pt; none found. "
+                                    "Pass the weight file itself, or train it with the bundle's configs/train.json.")
+        return candidate, BUNDLE_WEIGHTS["models/model.pt"]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such weight file or bundle directory.")
+    known = {Path(k).name: v for k, v in BUNDLE_WEIGHTS.items()}
+    return path, known.get(path.name) if path.parent.name == "models" else None
+
+
+def check_weights_fit(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "weights",
+                      name: Optional[str] = None) -> None:
+    """Raise a ``ValueError`` that lists what does not fit when ``state`` is not exactly ``model``'s.
+
+    Args:
+        model: the network the weights are meant for.
+        state: a state dict (parameter name -> tensor).
+        source: how to name the weights in the message (a path).
+        name: the network's name, for the message.
+    """
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or wrong_shape:
+        details = []
+        if missing:
+            details.append(f"{len(missing)} missing (e.g. {missing[:3]})")
+        if unexpected:
+            details.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+        if wrong_shape:
+            k = wrong_shape[0]
+            details.append(f"{len(wrong_shape)} of another shape (e.g. {k}: file {tuple(state[k].shape)} vs network "
+                           f"{tuple(expected[k].shape)})")
+        raise ValueError(
+            f"{source}: the weights do not fit the network {name or type(model).__name__!r}: " + "; ".join(details)
+            + f". Pass the architecture they were trained with (name=one of {available_classifiers()}, "
+              "and the same spatial_dims / in_channels / num_classes).")
+
+
+def load_classifier(path_or_bundle_dir: Union[str, os.PathLike], name: Optional[str] = None,
+                    spatial_dims: int = 2, in_channels: int = 1, num_classes: int = 2,
+                    device: Union[str, torch.device] = "cpu") -> nn.Module:
+    """Build a classifier and load trained weights into it, in eval mode.
+
+    Args:
+        path_or_bundle_dir: a weight file (state dict, or a bundle checkpoint ``{"model": ...}``), or a
+            bundle directory (then ``models/model.pt``).
+        name: architecture (see :func:`build_classifier`). ``None``: the name stored in the checkpoint
+            (``"network_name"``), else the bundle's record for its own files, else ``"densenet_small"``.
+        spatial_dims, in_channels, num_classes: as in :func:`build_classifier`.
+        device: where to put the model.
+
+    Returns:
+        The model in ``eval()`` mode, ``(B, in_channels, *spatial)`` -> ``(B, num_classes)`` logits.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        ValueError: the file is not a state dict, or its tensors do not fit the network (the message
+            lists missing / unexpected / mis-shaped parameters and how to fix the call).
+    """
+    path, bundle_name = _resolve_weights(path_or_bundle_dir)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    state, stored_name = _state_dict_from_checkpoint(checkpoint, path)
+    arch = name or stored_name or bundle_name or "densenet_small"
+    model = build_classifier(arch, spatial_dims=spatial_dims, in_channels=in_channels, num_classes=num_classes)
+    check_weights_fit(model, state, source=str(path), name=arch)
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def save_classifier(model: nn.Module, path: Union[str, os.PathLike], name: str) -> Path:
+    """Save ``{"model": state_dict, "network_name": name}`` (loadable by :func:`load_classifier`
+    and by MONAI's ``CheckpointLoader`` with ``load_dict={"model": net}``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = model.module if hasattr(model, "module") else model
+    torch.save({"model": module.state_dict(), ARCH_KEY: name}, path)
+    return path
+
+
+def tag_checkpoint(path: Union[str, os.PathLike], name: str) -> Optional[Path]:
+    """Record the architecture ``name`` inside a bundle checkpoint written by MONAI's
+    ``CheckpointSaver`` (``{"model": state_dict}``), so :func:`load_classifier` needs no ``name``.
+
+    Called by the bundle's ``train.json`` ``finalize`` step. Returns the path, or ``None`` when no
+    checkpoint was written (e.g. a run with no validation epoch, or a non-zero rank).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{path}: not a bundle checkpoint dictionary.")
+    if "model" not in checkpoint:
+        checkpoint = {"model": checkpoint}
+    checkpoint[ARCH_KEY] = name
+    build = build_classifier(name)  # fail early with a clear message if the name is wrong
+    del build
+    torch.save(checkpoint, path)
+    return path
+
+
+def load_weights(model: nn.Module, path: Union[str, os.PathLike], name: Optional[str] = None) -> nn.Module:
+    """Load a weight file into an already built ``model`` (a bundle config's ``network``), after
+    checking that every tensor fits (:func:`check_weights_fit`): a clear ``ValueError`` naming the
+    file and the architecture instead of a long ``load_state_dict`` trace, before any work starts.
+
+    Args:
+        model: the network (may be wrapped in DistributedDataParallel).
+        path: weight file (state dict or ``{"model": state_dict, "network_name": ...}``).
+        name: the architecture name the config built, for the message; when the checkpoint records
+            another name, that mismatch is reported first.
+
+    Returns:
+        ``model`` with the weights loaded (mode unchanged).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: weight file not found. Train it with the bundle's configs/train.json "
+                                "(see MonaiBundle/docs/README.md) or pass --checkpoint / --model_name.")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    state, stored_name = _state_dict_from_checkpoint(checkpoint, path)
+    target = model.module if hasattr(model, "module") else model
+    if stored_name and name and stored_name != name:
+        raise ValueError(f"{path}: the weights are of network {stored_name!r} but the configuration builds {name!r}; "
+                         f"pass --network_name {stored_name} (or the weights of a {name}).")
+    check_weights_fit(target, state, source=str(path), name=name or stored_name)
+    target.load_state_dict(state)
+    return model

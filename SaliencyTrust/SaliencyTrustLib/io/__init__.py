@@ -11,4 +11,5 @@ from .dicom_read import ImageReader, list_series, read_dataset, read_dicom, read
 from .ground_truth import (GroundTruthReader, boxes_to_mask, read_ground_truth, read_rsna_boxes,
                            read_siim_rle, resample_to_reference, rle_decode, rle_encode, rsna_study_corners,
                            siim_mask)
+from .datalist import CaseError, CohortCase, CohortReader, iter_cohort, load_datalist, prepare_cohort
 from .synth import split_case_ids, write_synthetic_cohort

@@ -129,6 +129,12 @@ def read_dataset(path: PathLike, stop_before_pixels: bool = False, force: bool =
         raise InputError(path, f"is corrupt or truncated: pydicom could not parse it "
                          f"({type(error).__name__}: {error}).",
                          "Re-export or re-transfer the file from its source (PACS, scanner).") from error
+    syntax = getattr(getattr(dataset, "file_meta", None), "get", lambda _: None)("TransferSyntaxUID")
+    if syntax is not None and not syntax.is_transfer_syntax:
+        raise InputError(path, f"declares the transfer syntax {syntax}, which is not a transfer syntax "
+                         "pydicom knows (a private or mistyped UID): its pixel data cannot be decoded.",
+                         "Convert the file to a standard syntax with the tool that wrote it, or re-export "
+                         "it uncompressed (Explicit VR Little Endian).")
     if not stop_before_pixels and "PixelData" in dataset:
         # A truncated file often parses (pydicom stops at the end) but its pixel data is short.
         expected = _expected_native_length(dataset)

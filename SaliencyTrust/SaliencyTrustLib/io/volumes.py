@@ -127,6 +127,28 @@ def _read_with_nibabel(path: Path) -> ImageVolume:
                        {"source_path": str(path), "reader": "nibabel"})
 
 
+def _check_gzip(path: Path) -> None:
+    """ITK fills a truncated .gz silently with zeros; decompress the stream once to catch it."""
+    import zlib
+
+    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        with open(path, "rb") as handle:
+            while True:
+                chunk = handle.read(1 << 20)
+                if not chunk:
+                    break
+                decompressor.decompress(chunk, 0)
+                if decompressor.eof:
+                    break
+    except zlib.error as error:
+        raise InputError(path, f"is not a valid gzip stream ({error}).",
+                         "Re-create or re-transfer the file.") from error
+    if not decompressor.eof:
+        raise InputError(path, "is truncated: its gzip stream ends before the end-of-stream marker.",
+                         "Re-create or re-transfer the file (the copy or download was cut short).")
+
+
 def read_volume(path: PathLike) -> ImageVolume:
     """Read a NIfTI (``.nii``/``.nii.gz``), NRRD (``.nrrd``/``.nhdr``) or MetaImage file.
 
@@ -144,6 +166,8 @@ def read_volume(path: PathLike) -> ImageVolume:
     if not path.exists():
         raise InputError(path, "does not exist.", "Check the path (relative paths are taken from "
                          "the current directory, datalist paths from the datalist's folder).")
+    if path.name.lower().endswith(".gz"):
+        _check_gzip(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as itk_error:

@@ -702,6 +702,14 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         return ImageVolume(array, spacing=spacing, origin=ijkToLps[:3, 3], direction=direction,
                            metadata={"name": volumeNode.GetName(), "mrmlNodeID": volumeNode.GetID()})
 
+    def createVolumeNode(self, volume, name: str = "volume"):
+        """The core's ``ImageVolume`` (LPS, ``(K, J, I)``) as a scalar volume node (RAS geometry)."""
+        node = self.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", self.scene.GenerateUniqueName(name))
+        node.SetIJKToRASMatrix(self._arrayToVtkMatrix(volume.ijk_to_ras()))
+        slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(volume.array))
+        node.CreateDefaultDisplayNodes()
+        return node
+
     def maskFromSegmentation(self, segmentationNode, referenceVolumeNode,
                              segmentIds: Optional[Sequence[str]] = None) -> np.ndarray:
         """The union of the segments (all, or ``segmentIds``) as bool ``(K, J, I)`` on the volume's grid.
@@ -865,7 +873,6 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
             yield Step(self._fraction(done, plan), f"{method}: map computed",
                        scene_apply(self._applyMap, result, method))
 
-        needRandomized = bool(criteria & {"randomization", "localization"})
         if {"randomization", "repeatability", "reproducibility"} & criteria and baselineBatches:
             for method in request.methods:
                 others = [self._saliency(model, b, method, target) for b in baselineBatches]
@@ -875,21 +882,30 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
                 yield Step(self._fraction(done, plan), f"{method}: different-image baseline")
 
         randomizedMaps: Dict[str, np.ndarray] = {}
-        if needRandomized:
-            curves = {method: [] for method in request.methods}
-            for state, randomizedModel, isLast in self._randomizationStates(model, request):
-                if "randomization" not in criteria and not isLast:
-                    continue
+        if "localization" in criteria:
+            from SaliencyTrustLib.criteria import fully_randomized
+
+            randomModel = fully_randomized(model, seed=request.seed, bn_policy="reset", example_input=batch)
+            for method in request.methods:
+                maps = self._saliency(randomModel, batch, method, target)
+                randomizedMaps[method] = self._toImageGrid(maps, prepared)
+                done += 1
+                yield Step(self._fraction(done, plan), f"{method}: map of the fully randomized model")
+            del randomModel
+
+        if "randomization" in criteria:
+            curves: Dict[str, List[Any]] = {method: [] for method in request.methods}
+            for state, randomizedModel in self._cascade(model, request):
                 for method in request.methods:
+                    if state == "original":  # the trained model: its maps are already computed
+                        curves[method].append((state, self._similarity(modelGridMaps[method],
+                                                                       modelGridMaps[method])))
+                        continue
                     maps = self._saliency(randomizedModel, batch, method, target)
-                    if "randomization" in criteria:
-                        curves[method].append((state, self._similarity(modelGridMaps[method], maps)))
-                    if isLast:
-                        randomizedMaps[method] = self._toImageGrid(maps, prepared)
+                    curves[method].append((state, self._similarity(modelGridMaps[method], maps)))
                     done += 1
-                    yield Step(self._fraction(done, plan), f"{method}: randomized up to {state}")
-            if "randomization" in criteria:
-                result.curves = curves
+                    yield Step(self._fraction(done, plan), f"{method}: randomized down to {state}")
+            result.curves = curves
 
         secondModels = {"repeatability": models.get("replicate"), "reproducibility": models.get("second")}
         secondMaps: Dict[str, Dict[str, np.ndarray]] = {}
@@ -927,7 +943,7 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
             steps += methods
         if "randomization" in criteria:
             steps += methods * max(self._stateCount - 1, 1)
-        elif "localization" in criteria:
+        if "localization" in criteria:
             steps += methods
         steps += methods * len({"repeatability", "reproducibility"} & criteria)
         return steps
@@ -956,8 +972,8 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         for model in models.values():
             model.eval()
         self._stateCount = 0
-        if "randomization" in request.criteria or "localization" in request.criteria:
-            self._stateCount = sum(1 for _state in self._cascade(models["model"], request))
+        if "randomization" in request.criteria:
+            self._stateCount = len(self._cascade(models["model"], request))
 
     @staticmethod
     def _bundleInputShape(path: Path) -> Optional[tuple]:
@@ -975,14 +991,11 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
             return None
 
     def _cascade(self, model, request: EvaluationRequest):
+        """The core's cascading randomization (top-down in forward order; BatchNorm reset)."""
         from SaliencyTrustLib.criteria import cascading_randomization
 
-        return cascading_randomization(model, granularity=request.granularity, seed=request.seed)
-
-    def _randomizationStates(self, model, request: EvaluationRequest):
-        """``(state_name, model, is_last)`` over the cascade (the generator may reuse one model)."""
-        for index, (state, randomized) in enumerate(self._cascade(model, request)):
-            yield state, randomized, index == self._stateCount - 1
+        return cascading_randomization(model, granularity=request.granularity, seed=request.seed,
+                                       bn_policy="reset")
 
     def _toModelInput(self, image, model) -> "PreparedInput":
         """``ImageVolume`` -> the network input, by the bundle's own preprocessing.
@@ -1064,11 +1077,12 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         from SaliencyTrustLib.criteria import different_image_baseline
 
         maps = np.concatenate([inputMaps] + list(otherMaps), axis=0)
-        value = different_image_baseline(maps, seed=seed, **self._ssimOptions())
-        return float(getattr(value, "value", value))
+        return float(different_image_baseline(maps, seed=seed, ssim_options=self._ssimOptions()).mean)
 
     def _scorecardRows(self, request, result, modelGridMaps, randomizedMaps, secondMaps):
         """One row per (method, criterion): value, baseline, passed (None when no baseline), rule."""
+        from SaliencyTrustLib.criteria.localization import LOCALIZATION_RULE
+        from SaliencyTrustLib.criteria.sensitivity import SENSITIVITY_RULES
         from SaliencyTrustLib.metrics import auprc
 
         ssimText = self._ssimDescription()
@@ -1080,16 +1094,13 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
                 value = float(auprc(result.maps[method][None], gt)[0])
                 randomized = float(auprc(randomizedMaps[method][None], gt)[0])
                 rows.append(self._row(method, "localization", value, randomized,
-                                      "AUPRC of the map against the ground truth (trapezoid, every map "
-                                      "value a threshold) must exceed the same method's AUPRC on the "
-                                      "fully randomized model", greater=True))
+                                      LOCALIZATION_RULE.format(baseline="fully randomized model")
+                                      + " (here: this image's AUPRC)", greater=True))
             if "randomization" in request.criteria:
                 curve = [v for state, v in result.curves[method][1:]]
                 value = float(np.nanmin(curve)) if np.isfinite(curve).any() else float("nan")
                 rows.append(self._row(method, "randomization", value, baseline,
-                                      f"SSIM ({ssimText}) of the map to the original must fall below the "
-                                      "mean SSIM between maps of different images somewhere along the "
-                                      "top-down cascading randomization (value = lowest SSIM)",
+                                      SENSITIVITY_RULES["any"] + f" (value: the lowest SSIM; {ssimText})",
                                       greater=False))
             for criterion in ("repeatability", "reproducibility"):
                 if criterion not in request.criteria:
@@ -1120,8 +1131,10 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         passed = None
         if np.isfinite(value) and np.isfinite(baseline):
             passed = bool(value > baseline) if greater else bool(value < baseline)
-        return {"method": method, "criterion": criterion, "value": value, "baseline": baseline,
-                "passed": passed, "rule": rule, "spearman": float("nan")}
+        return {"method": method, "criterion": criterion,
+                "metric": "AUPRC" if criterion == "localization" else "SSIM", "value": value,
+                "baseline": baseline, "passed": passed, "rule": rule, "spearman": float("nan"),
+                "reason": "" if passed is not None else "no baseline or undefined value"}
 
     def _applyMap(self, result: EvaluationResult, method: str) -> None:
         inputNode = self.scene.GetNodeByID(result.request.inputNodeID)
@@ -1351,10 +1364,8 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         Returns:
             The paths written.
         """
-        import csv
-        import json
-
-        from SaliencyTrustLib.io import write_nifti
+        from SaliencyTrustLib.io.dicom_write import write_scorecard_files
+        from SaliencyTrustLib.io.nifti_write import write_nifti
 
         if not directory:
             raise ValueError(_("Choose an export folder."))
@@ -1372,24 +1383,15 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
             write_nifti(mapVolumes[method], path)
             written.append(path)
         scorecard = self.scorecardDict(result)
-        path = directory / f"{base}_scorecard.json"
-        path.write_text(json.dumps(scorecard, indent=2))
-        written.append(path)
-        path = directory / f"{base}_scorecard.csv"
-        with open(path, "w", newline="") as stream:
-            fields = ["method", "criterion", "value", "baseline", "passed", "spearman", "rule"]
-            writer = csv.DictWriter(stream, fieldnames=fields, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(result.rows)
-        written.append(path)
+        written += list(write_scorecard_files(scorecard, directory / f"{base}_scorecard.json",
+                                              directory / f"{base}_scorecard.csv"))
         if toDicomDatabase:
             written += self._exportDicom(result, mapVolumes, scorecard, directory / "dicom", sourceDicomFiles)
         return written
 
     def _exportDicom(self, result, mapVolumes, scorecard, directory: Path, sourceDicomFiles) -> List[Path]:
-        import pydicom
-
-        from SaliencyTrustLib.io import write_parametric_map, write_scorecard_sr
+        """Parametric Map + SEG (map >= 0.5) per method and the scorecard SR, over the source series."""
+        from SaliencyTrustLib.io.dicom_write import write_parametric_map, write_scorecard_sr, write_seg
 
         sources = list(sourceDicomFiles or [])
         if not sources:
@@ -1398,15 +1400,19 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         if not sources:
             raise ValueError(_("DICOM export needs the input loaded from the DICOM database (DICOM "
                                "module); export files instead, or load the study as DICOM."))
-        datasets = sorted((pydicom.dcmread(f) for f in sources), key=lambda d: int(getattr(d, "InstanceNumber", 0) or 0))
         directory.mkdir(parents=True, exist_ok=True)
-        written = []
-        for method, volume in mapVolumes.items():
+        written: List[Path] = []
+        evidence = []
+        for number, (method, volume) in enumerate(mapVolumes.items()):
             path = directory / f"saliency_{method}_pm.dcm"
-            write_parametric_map(volume, datasets, path)
+            evidence.append(write_parametric_map(volume, sources, path, method=method,
+                                                 series_number=901 + 10 * number))
+            written.append(path)
+            path = directory / f"saliency_{method}_seg.dcm"
+            write_seg(volume, sources, path, threshold=0.5, method=method, series_number=902 + 10 * number)
             written.append(path)
         path = directory / "scorecard_sr.dcm"
-        write_scorecard_sr(scorecard, datasets, path)
+        write_scorecard_sr(scorecard, sources, path, further_evidence=evidence, sidecar=False)
         written.append(path)
         if getattr(slicer, "dicomDatabase", None) is not None:
             from DICOMLib import DICOMUtils

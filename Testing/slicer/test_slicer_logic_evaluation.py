@@ -209,3 +209,182 @@ def test_runner_reports_a_worker_error_on_the_gui_thread(st, qapp):
         time.sleep(0.002)
     assert isinstance(finished[0], ValueError) and "corrupt" in str(finished[0])
     assert "Traceback" in finished[0].traceback
+
+
+@pytest.fixture
+def study(scene, mk, tmp_path):
+    """A user's scene: an oblique anisotropic radiograph, a segmentation on another grid, an ROI
+    box, two other images for the baseline, and a bundle folder with three models."""
+    from SaliencyTrustLib.synthetic import make_cohort
+
+    cases = make_cohort(8, seed=0, kind="cxr")
+    positive = next(c for c in cases if c.label == 1)
+    others = [c for c in cases if c is not positive][:2]
+    matrix = mk.oblique_ijk_to_ras(spacing=(0.7, 0.5, 1.0), angles=(0.0, 0.0, -0.3))
+    volume = mk.add_volume(scene, positive.image[None], matrix, name="chest")
+    flipped = np.eye(4)
+    flipped[1, 1] = -1
+    flipped[1, 3] = positive.image.shape[0] - 1
+    segmentation = mk.add_segmentation_from_labels(scene, positive.mask[None][:, ::-1, :], matrix @ flipped)
+    x, y, w, h = (list(positive.boxes[0]) + [0, 0, 0, 0])[:4]
+    corner_a = matrix @ np.array([x, y, 0, 1.0])
+    corner_b = matrix @ np.array([x + w, y + h, 0, 1.0])
+    roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "box")
+    roi.SetCenter(*((corner_a + corner_b) / 2)[:3])
+    # axis-aligned in RAS: big enough to hold the rotated box's corners
+    roi.SetSize(*(np.abs(corner_a - corner_b)[:3] + [0, 0, 1]))
+    baseline_nodes = [mk.add_volume(scene, c.image[None], matrix, name=f"other {i}") for i, c in enumerate(others)]
+    bundle = make_bundle(tmp_path / "bundle")
+    return dict(volume=volume, segmentation=segmentation, roi=roi, baselines=baseline_nodes,
+                bundle=bundle, mask=positive.mask[None], matrix=matrix)
+
+
+def test_evaluation_outputs_match_the_core_on_the_same_arrays(st, scene, study, tmp_path):
+    import slicer
+    from SaliencyTrustLib import transforms
+    from SaliencyTrustLib.criteria import cascading_randomization, fully_randomized
+    from SaliencyTrustLib.io import read_image
+    from SaliencyTrustLib.metrics import auprc, ssim
+    from SaliencyTrustLib.networks import load_classifier
+    from SaliencyTrustLib.saliency import compute_saliency
+
+    logic = st.SaliencyTrustLogic(scene)
+    methods = ["gradient", "gradcam"]
+    result = logic.process(study["volume"], study["bundle"], methods,
+                           segmentationNode=study["segmentation"], roiNodes=[study["roi"]],
+                           baselineVolumeNodes=study["baselines"], criteria=list(st.CRITERIA),
+                           granularity="blocks", seed=0)
+
+    # Ground truth: the segmentation (stored flipped) is back on the input grid, the box added.
+    gt = result.request.groundTruth
+    assert gt.shape == study["mask"].shape
+    assert (gt & study["mask"]).sum() == study["mask"].sum()
+    roi_only = logic.maskFromROIs([study["roi"]], study["volume"])
+    np.testing.assert_array_equal(gt, study["mask"] | roi_only)
+
+    # The core on the same arrays.
+    image = logic.imageVolumeFromNode(study["volume"])
+    pre = transforms.get_preprocessing(load=False)
+    x = pre(transforms.volume_to_data(image))["image"]
+    batch = x[None].as_tensor()
+    model = load_classifier(study["bundle"])
+    replicate = load_classifier(study["bundle"] / "models" / "model_replicate.pt")
+    second = load_classifier(study["bundle"] / "models" / "model_second_arch.pt")
+    target = [result.targetClass]
+    with torch.no_grad():
+        assert result.predictedClass == int(model(batch).argmax(1)[0])
+
+    def on_image(maps):
+        return transforms.ras_channel_first_to_kji(transforms.invert_map(np.asarray(maps)[0], x, pre))
+
+    table = result.tableNode
+    assert table.GetNumberOfRows() == len(methods) * 4
+    rows = {(table.GetCellText(r, 0), table.GetCellText(r, 1)): r for r in range(table.GetNumberOfRows())}
+
+    def cell(method, criterion, column):  # the stored double, not its formatted text
+        return table.GetTable().GetColumnByName(column).GetValue(rows[(method, criterion)])
+
+    for method in methods:
+        map_node = result.mapNodes[method]
+        on_grid = slicer.util.arrayFromVolume(map_node)
+        core_map = compute_saliency(model, batch, method, target=target)
+        np.testing.assert_allclose(on_grid, on_image(core_map), atol=1e-6)
+        # localization: AUPRC of the map node's voxels against the ground truth, and the baseline
+        assert cell(method, "localization", "value") == pytest.approx(float(auprc(on_grid[None], gt[None])[0]), abs=1e-12)
+        random_map = on_image(compute_saliency(fully_randomized(model, seed=0, example_input=batch), batch, method, target=target))
+        assert cell(method, "localization", "baseline") == pytest.approx(float(auprc(random_map[None], gt[None])[0]), abs=1e-9)
+        # repeatability / reproducibility: SSIM (study preset) between the two models' maps
+        for criterion, other in (("repeatability", replicate), ("reproducibility", second)):
+            other_map = compute_saliency(other, batch, method, target=target)
+            expected = float(ssim(np.asarray(core_map), np.asarray(other_map), preset="paper")[0])
+            assert cell(method, criterion, "value") == pytest.approx(expected, abs=1e-6)
+        # randomization: the curve over the core's cascade; value = its minimum after "original"
+        curve = result.curves[method]
+        cascade = cascading_randomization(model, granularity="blocks", seed=0)
+        assert [state for state, _v in curve] == cascade.state_names
+        assert curve[0][1] == pytest.approx(1.0)
+        last_state, last_model = list(cascade)[-1]
+        last = compute_saliency(last_model, batch, method, target=target)
+        assert curve[-1][1] == pytest.approx(float(ssim(np.asarray(core_map), np.asarray(last), preset="paper")[0]), abs=1e-6)
+        assert cell(method, "randomization", "value") == pytest.approx(min(v for _s, v in curve[1:]), abs=1e-9)
+        # pass/fail follows the rule stated in the row
+        value, baseline = cell(method, "randomization", "value"), cell(method, "randomization", "baseline")
+        assert np.isfinite(baseline)
+        assert table.GetCellText(rows[(method, "randomization")], table.GetColumnIndex("passed")) == \
+            ("pass" if value < baseline else "fail")
+        assert "baseline" in table.GetCellText(rows[(method, "randomization")], table.GetColumnIndex("rule"))
+
+    # Plot: one series per method plus the baselines, over every cascade state.
+    chart = result.plotChartNode
+    assert chart.GetNumberOfPlotSeriesNodes() == 2 * len(methods)
+    assert result.curveTableNode.GetNumberOfRows() == len(result.curves["gradient"])
+
+    # Overlay: the first map is the foreground of every slice view, on the input.
+    composite = scene.GetNodesByClass("vtkMRMLSliceCompositeNode").GetItemAsObject(0)
+    assert composite.GetBackgroundVolumeID() == study["volume"].GetID()
+    assert composite.GetForegroundVolumeID() == result.mapNodes["gradient"].GetID()
+    logic.showMap(result, "gradcam", 0.7)
+    assert composite.GetForegroundVolumeID() == result.mapNodes["gradcam"].GetID()
+
+    # Export: NIfTI maps with the input's geometry, the scorecard as CSV and JSON.
+    written = logic.exportResults(result, tmp_path / "export")
+    names = sorted(p.name for p in written)
+    assert names == sorted(["chest_saliency_gradient.nii.gz", "chest_saliency_gradcam.nii.gz",
+                            "chest_scorecard.csv", "chest_scorecard.json"])
+    exported = read_image(tmp_path / "export" / "chest_saliency_gradcam.nii.gz")
+    assert exported.same_grid(image)
+    np.testing.assert_allclose(exported.array, slicer.util.arrayFromVolume(result.mapNodes["gradcam"]), atol=1e-6)
+    scorecard = json.loads((tmp_path / "export" / "chest_scorecard.json").read_text())
+    assert len(scorecard["rows"]) == len(methods) * 4
+    csv_lines = (tmp_path / "export" / "chest_scorecard.csv").read_text().strip().splitlines()
+    assert len(csv_lines) == len(methods) * 4 + 1
+
+    # A second Apply replaces this input's outputs instead of piling them up.
+    logic.process(study["volume"], study["bundle"], ["gradient"], criteria=[])
+    maps = [scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode") for i in
+            range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
+    assert sum(1 for n in maps if n.GetAttribute("SaliencyTrust.Method")) == 1
+
+
+def test_bad_choices_get_errors_that_say_what_to_fix(st, scene, study, tmp_path):
+    logic = st.SaliencyTrustLogic(scene)
+    with pytest.raises(ValueError, match="does not exist"):
+        logic.makeRequest(study["volume"], tmp_path / "no-such-bundle", ["gradient"], criteria=[])
+    with pytest.raises(ValueError, match="ground truth"):
+        logic.makeRequest(study["volume"], study["bundle"], ["gradient"], criteria=["localization"])
+    with pytest.raises(ValueError, match="at least one"):
+        logic.makeRequest(study["volume"], study["bundle"], [], criteria=[])
+    with pytest.raises(ValueError, match="unknown criteria"):
+        logic.makeRequest(study["volume"], study["bundle"], ["gradient"], criteria=["beauty"])
+
+
+def test_dicom_export_references_the_source_series(st, scene, tmp_path):
+    """A study loaded from DICOM: maps go out as Parametric Map and SEG, the scorecard as SR."""
+    import pydicom
+    from SaliencyTrustLib.io import read_image
+    from SaliencyTrustLib.io.synth import write_synthetic_cohort
+
+    write_synthetic_cohort(tmp_path / "cohort", n=2, seed=0, kind="cxr")
+    series = sorted((tmp_path / "cohort" / "dicom").iterdir())[0]
+    files = sorted(str(p) for p in series.rglob("*") if p.is_file())
+    logic = st.SaliencyTrustLogic(scene)
+    node = logic.createVolumeNode(read_image(series), name="cr")
+    bundle = make_bundle(tmp_path / "bundle")
+    result = logic.process(node, bundle, ["gradcam"], criteria=["randomization"])
+    # without source files and without a DICOM database: a clear error
+    with pytest.raises(ValueError, match="DICOM"):
+        logic.exportResults(result, tmp_path / "out", toDicomDatabase=True)
+    written = logic.exportResults(result, tmp_path / "out", toDicomDatabase=True, sourceDicomFiles=files)
+    by_name = {p.name: p for p in written}
+    source = pydicom.dcmread(files[0])
+    pm = pydicom.dcmread(by_name["saliency_gradcam_pm.dcm"])
+    seg = pydicom.dcmread(by_name["saliency_gradcam_seg.dcm"])
+    sr = pydicom.dcmread(by_name["scorecard_sr.dcm"])
+    assert pm.SOPClassUID == "1.2.840.10008.5.1.4.1.1.30"      # Parametric Map Storage
+    assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"   # Segmentation Storage
+    assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.33"   # Comprehensive SR
+    for dataset in (pm, seg, sr):
+        assert dataset.StudyInstanceUID == source.StudyInstanceUID
+    referenced = {s.SeriesInstanceUID for s in pm.ReferencedSeriesSequence}
+    assert source.SeriesInstanceUID in referenced
+    assert pm.Rows == source.Rows and pm.Columns == source.Columns

@@ -200,7 +200,7 @@ class OrthancServer:
             if self.http_port == self.dicom_port:
                 continue
             config = self._write_config()
-            with open(self.log_path, "wb") as log:
+            with open(self.log_path, "ab") as log:   # keep the log of a failed attempt
                 self.process = subprocess.Popen(
                     [self.executable, str(config)], stdout=log, stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL, cwd=self.workdir)

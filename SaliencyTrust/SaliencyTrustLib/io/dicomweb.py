@@ -85,10 +85,12 @@ class DicomWebStore:
             on loopback behind an environment proxy).
         session: a ready :class:`requests.Session` (authentication, certificates); overrides
             ``trust_env``.
+        retries: attempts per request (dicomweb-client retries failed requests, unreachable
+            server included, with exponential back-off: 1 s, 2 s, 4 s ...); 1 = no retry.
     """
 
     def __init__(self, url: str, headers: Optional[Dict[str, str]] = None, timeout: float = 60.0,
-                 trust_env: bool = True, session: Any = None) -> None:
+                 trust_env: bool = True, session: Any = None, retries: int = 5) -> None:
         import requests
         from dicomweb_client.api import DICOMwebClient
 
@@ -101,6 +103,9 @@ class DicomWebStore:
             session.trust_env = bool(trust_env)
         self._client = DICOMwebClient(self.url, session=session, headers=headers,
                                       timeout=timeout)
+        if int(retries) < 1:
+            raise ValueError(f"DicomWebStore: retries must be >= 1, got {retries!r}.")
+        self._client.set_http_retry_params(retry=int(retries) > 1, max_attempts=int(retries))
 
     def __repr__(self) -> str:
         return f"DicomWebStore({self.url!r})"
@@ -262,6 +267,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web")
     parser.add_argument("--no-env-proxy", action="store_true",
                         help="ignore HTTP(S)_PROXY from the environment (a server on loopback)")
+    parser.add_argument("--retries", type=int, default=5,
+                        help="attempts per request, with exponential back-off (default 5)")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="list studies (or the series of --study)")
     listing.add_argument("--study", help="StudyInstanceUID: list its series")
@@ -278,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``saliency-trust pacs``; prints one line per study / series / file; 1 on error."""
     import sys
 
-    store = DicomWebStore(args.url, trust_env=not args.no_env_proxy)
+    store = DicomWebStore(args.url, trust_env=not args.no_env_proxy, retries=args.retries)
     try:
         if args.action == "list" and args.study:
             for series in store.list_series(args.study):

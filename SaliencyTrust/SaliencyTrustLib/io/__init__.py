@@ -13,3 +13,7 @@ from .ground_truth import (GroundTruthReader, boxes_to_mask, read_ground_truth, 
                            siim_mask)
 from .datalist import CaseError, CohortCase, CohortReader, iter_cohort, load_datalist, prepare_cohort
 from .synth import split_case_ids, write_synthetic_cohort
+from .nifti_write import NiftiWriter, write_nifti
+from .dicom_write import (ParametricMapWriter, ScorecardSRWriter, SegWriter, write_parametric_map,
+                          write_scorecard_files, write_scorecard_sr, write_seg)
+from .dicomweb import DicomWebError, DicomWebStore

@@ -61,9 +61,10 @@ from ..image import ImageVolume
 from .errors import InputError
 
 __all__ = [
-    "MANUFACTURER", "MODEL_NAME", "CODING_SCHEME", "CRITERION_CODES", "PASSED_CODE",
+    "MANUFACTURER", "MODEL_NAME", "CODING_SCHEME", "CRITERION_CODES", "PASSED_CODE", "CSV_COLUMNS",
     "load_source_datasets", "write_parametric_map", "write_seg", "write_scorecard_sr",
-    "scorecard_rows", "ParametricMapWriter", "SegWriter", "ScorecardSRWriter",
+    "scorecard_rows", "write_scorecard_files", "ParametricMapWriter", "SegWriter",
+    "ScorecardSRWriter",
 ]
 
 #: Equipment attributes of every object written.

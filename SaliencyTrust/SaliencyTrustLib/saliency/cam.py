@@ -43,16 +43,15 @@ INTERPOLATE_MODES = ("linear", "nearest", "area", "bilinear", "bicubic", "trilin
 
 
 def _monai_default_layer(model: torch.nn.Module) -> Optional[str]:
-    try:
-        from monai.networks import nets
-    except ImportError:  # pragma: no cover - monai is a dependency
-        return None
-    classes = [(getattr(nets, cls), path) for cls, path in KNOWN_LAYERS if hasattr(nets, cls)]
-    for prefix, module in model.named_modules():
-        for cls, path in classes:
-            if isinstance(module, cls):
-                name = f"{prefix}.{path}" if prefix else path
-                if name in dict(model.named_modules()):
+    """The known layer of the first MONAI classifier found in ``model`` (checked by class name in
+    the MRO, so that monai is not imported for non-MONAI models)."""
+    known = dict(KNOWN_LAYERS)
+    modules = dict(model.named_modules())
+    for prefix, module in modules.items():
+        for cls in type(module).__mro__:
+            if cls.__module__.startswith("monai.") and cls.__name__ in known:
+                name = f"{prefix}.{known[cls.__name__]}" if prefix else known[cls.__name__]
+                if name in modules:
                     return name
     return None
 
@@ -129,7 +128,7 @@ def layer_activations_and_gradients(model: torch.nn.Module, x: torch.Tensor, mod
     try:
         with torch.enable_grad():
             inputs = x.detach().requires_grad_(True)  # so A has a graph even with frozen weights
-            logits = checked_forward(model, inputs)
+            logits = checked_forward(model, inputs.clone())  # clone: in-place first ops
             if "activation" not in captured:
                 raise ValueError(f"layer {layer_name!r} was not run by the model's forward pass.")
             if target is None:

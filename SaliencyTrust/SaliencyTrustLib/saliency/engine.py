@@ -218,7 +218,9 @@ def path_attributions(
         inputs = torch.stack(rows).detach().requires_grad_(True)
         b_tensor = torch.as_tensor(b_idx, device=x.device)
         with torch.enable_grad():
-            logits = checked_forward(model, inputs)
+            # clone: a model whose first op is in place (e.g. ReLU(inplace=True)) must not write
+            # into the leaf we differentiate against.
+            logits = checked_forward(model, inputs.clone())
             chunk_targets = targets[b_tensor]
             if plain and target is None:
                 chunk_targets = logits.detach().argmax(dim=1)

@@ -1,0 +1,94 @@
+"""Occlusion and XRAI on models that read one known region."""
+
+import numpy as np
+import torch
+from torch import nn
+
+from SaliencyTrustLib.saliency import compute_saliency
+from SaliencyTrustLib.saliency.xrai import segment_masks, xrai_regions
+
+
+class RegionReader(nn.Module):
+    """logit_1 = 3 * sum of the input inside ``region`` (a boolean mask), logit_0 = 0."""
+
+    def __init__(self, region: torch.Tensor):
+        super().__init__()
+        self.register_buffer("weight", region.float())
+
+    def forward(self, x):
+        score = 3.0 * (x * self.weight).flatten(1).sum(1)
+        return torch.stack([torch.zeros_like(score), score], dim=1)
+
+
+def test_occlusion_of_a_model_reading_one_region_is_nonzero_only_there():
+    region = torch.zeros(16, 16, dtype=torch.bool)
+    region[4:8, 8:12] = True  # aligned with the 4 x 4 window grid
+    model = RegionReader(region)
+    x = torch.rand(2, 1, 16, 16) + 0.1
+    maps = compute_saliency(model, x, "occlusion", target=1, postprocess="none",
+                            sliding_window_shapes=4, strides=4, internal_batch_size=5)
+    assert maps.shape == (2, 1, 16, 16)
+    assert (maps[:, 0][:, region] > 0).all()
+    assert (maps[:, 0][:, ~region] == 0).all()
+    # the logit drop when the window is zeroed is 3 * its sum, credited to each of its pixels
+    drop = 3 * x[:, 0][:, region].sum(1)
+    torch.testing.assert_close(maps[:, 0][:, region], drop[:, None].expand(-1, 16))
+
+
+def test_occlusion_3d_window_per_axis():
+    region = torch.zeros(8, 8, 8, dtype=torch.bool)
+    region[:4, :4, 4:] = True
+    maps = compute_saliency(RegionReader(region), torch.rand(1, 1, 8, 8, 8) + 0.1, "occlusion", target=1,
+                            postprocess="none", sliding_window_shapes=(4, 4, 4), strides=(4, 4, 4))
+    assert (maps[0, 0][region] > 0).all() and (maps[0, 0][~region] == 0).all()
+
+
+def blob_image(size=48):
+    """A dark noisy background with a bright square at rows/cols 12..24 (what a segmentation finds)."""
+    rng = np.random.default_rng(0)
+    image = 0.1 + 0.05 * rng.random((size, size))
+    image[12:24, 12:24] = 0.9 + 0.05 * rng.random((12, 12))
+    region = np.zeros((size, size), dtype=bool)
+    region[12:24, 12:24] = True
+    return image.astype(np.float32), region
+
+
+def test_xrai_ranks_the_region_that_carries_the_logit_first():
+    image, region = blob_image()
+    model = RegionReader(torch.from_numpy(region))
+    maps = compute_saliency(model, image[None, None], "xrai", target=1, postprocess="none", n_steps=4,
+                            resize_to=None, felzenszwalb_scales=(50, 100), felzenszwalb_min_size=20,
+                            dilation_radius=1, min_pixel_diff=10)
+    xrai_map = maps[0, 0]
+    first = xrai_map == xrai_map.max()  # the pixels of the first-ranked region
+    assert not (first & ~region).any()
+    assert first.sum() >= region.sum() / 2
+    assert xrai_map[region].mean() > 5 * xrai_map[~region].mean()
+
+
+def test_xrai_regions_greedy_order_and_gains():
+    attribution = np.zeros((10, 10))
+    attribution[0:3, 0:3] = 5.0      # densest
+    attribution[5:10, 5:10] = 1.0    # large, less dense
+    masks = [np.ravel_multi_index(np.nonzero(m), (10, 10)) for m in (
+        np.pad(np.ones((5, 5), bool), ((5, 0), (5, 0))),   # the 1.0 block
+        np.pad(np.ones((3, 3), bool), ((0, 7), (0, 7))),   # the 5.0 block
+        np.ones((10, 10), bool))]                          # everything
+    region_map, trace = xrai_regions(attribution, masks, min_pixel_diff=1)
+    assert set(trace[0]) == set(masks[1])
+    assert set(trace[1]) == set(masks[0])
+    assert np.allclose(region_map[0:3, 0:3], 5.0) and np.allclose(region_map[5:, 5:], 1.0)
+    # the rest was covered by the last mask, whose new pixels carry zero attribution
+    assert np.allclose(region_map[0:3, 5:], 0.0)
+
+
+def test_segment_masks_3d_uses_slic_supervoxels():
+    volume = np.zeros((1, 12, 12, 12), dtype=np.float32)
+    volume[0, 2:6, 2:6, 2:6] = 1.0
+    masks = segment_masks(volume, slic_segments=(8, 27), dilation_radius=0)
+    assert len(masks) >= 8
+    assert all(m.max() < 12 ** 3 for m in masks)
+    covered = np.zeros(12 ** 3, bool)
+    for m in masks:
+        covered[m] = True
+    assert covered.all()

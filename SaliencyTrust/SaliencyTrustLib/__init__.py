@@ -26,6 +26,9 @@ _LAZY = {
     "available_methods": "SaliencyTrustLib.saliency",
     "SaliencyMethod": "SaliencyTrustLib.saliency",
     "ImageVolume": "SaliencyTrustLib.image",
+    "auprc": "SaliencyTrustLib.metrics",
+    "ssim": "SaliencyTrustLib.metrics",
+    "Scorecard": "SaliencyTrustLib.criteria",
 }
 
 __all__ = ["__version__", *_LAZY]

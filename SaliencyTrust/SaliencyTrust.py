@@ -1081,8 +1081,7 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
 
     def _scorecardRows(self, request, result, modelGridMaps, randomizedMaps, secondMaps):
         """One row per (method, criterion): value, baseline, passed (None when no baseline), rule."""
-        from SaliencyTrustLib.criteria.localization import LOCALIZATION_RULE
-        from SaliencyTrustLib.criteria.sensitivity import SENSITIVITY_RULES
+        from SaliencyTrustLib.criteria import CONSISTENCY_RULES, LOCALIZATION_RULE, SENSITIVITY_RULES
         from SaliencyTrustLib.metrics import auprc
 
         ssimText = self._ssimDescription()
@@ -1095,21 +1094,26 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
                 randomized = float(auprc(randomizedMaps[method][None], gt)[0])
                 rows.append(self._row(method, "localization", value, randomized,
                                       LOCALIZATION_RULE.format(baseline="fully randomized model")
-                                      + " (here: this image's AUPRC)", greater=True))
+                                      + " (here: this image's AUPRC)", greater=True,
+                                      valueName="AUPRC", baselineName="AUPRC of the fully randomized model"))
             if "randomization" in request.criteria:
                 curve = [v for state, v in result.curves[method][1:]]
                 value = float(np.nanmin(curve)) if np.isfinite(curve).any() else float("nan")
-                rows.append(self._row(method, "randomization", value, baseline,
-                                      SENSITIVITY_RULES["any"] + f" (value: the lowest SSIM; {ssimText})",
-                                      greater=False))
+                row = self._row(method, "randomization", value, baseline,
+                                SENSITIVITY_RULES["any"] + f" ({ssimText})", greater=False,
+                                valueName="min over states of SSIM to the original map",
+                                baselineName="different-image mean SSIM")
+                rows.append(row)
             for criterion in ("repeatability", "reproducibility"):
                 if criterion not in request.criteria:
                     continue
                 if criterion not in secondMaps:
-                    rows.append(self._row(method, criterion, float("nan"), baseline,
-                                          "needs a second model: a bundle folder with models/"
-                                          + ("model_replicate.pt" if criterion == "repeatability"
-                                             else "model_second_arch.pt"), greater=True))
+                    row = self._row(method, criterion, float("nan"), baseline,
+                                    "needs a second model: a bundle folder with models/"
+                                    + ("model_replicate.pt" if criterion == "repeatability"
+                                       else "model_second_arch.pt"), greater=True)
+                    row["reason"] = "no second model"
+                    rows.append(row)
                     continue
                 other = secondMaps[criterion][method]
                 mine = modelGridMaps[method]
@@ -1117,24 +1121,27 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
                     mine = result.maps[method][None]
                     other = self._toImageGrid(other, secondMaps[criterion]["_prepared"])[None]
                 value = self._similarity(mine, other)
-                what = ("two models of one architecture trained apart" if criterion == "repeatability"
-                        else "two architectures")
                 row = self._row(method, criterion, value, baseline,
-                                f"SSIM ({ssimText}) between the maps of {what} must exceed the mean SSIM "
-                                "between maps of different images", greater=True)
+                                CONSISTENCY_RULES["different_image"] + f" ({ssimText})", greater=True,
+                                valueName="SSIM between the two models' maps",
+                                baselineName="different-image mean SSIM (localization baseline absent)")
                 row["spearman"] = self._rankCorrelation(mine, other)
                 rows.append(row)
         return rows
 
     @staticmethod
-    def _row(method: str, criterion: str, value: float, baseline: float, rule: str, greater: bool):
+    def _row(method: str, criterion: str, value: float, baseline: float, rule: str, greater: bool,
+             valueName: str = "", baselineName: str = ""):
+        """A scorecard row; ``passed`` is None when the value or the baseline is undefined."""
         passed = None
         if np.isfinite(value) and np.isfinite(baseline):
             passed = bool(value > baseline) if greater else bool(value < baseline)
         return {"method": method, "criterion": criterion,
                 "metric": "AUPRC" if criterion == "localization" else "SSIM", "value": value,
                 "baseline": baseline, "passed": passed, "rule": rule, "spearman": float("nan"),
-                "reason": "" if passed is not None else "no baseline or undefined value"}
+                "value_name": valueName, "baseline_name": baselineName,
+                "reason": "" if passed is not None else (
+                    "no baseline: select baseline images" if np.isfinite(value) else "undefined value")}
 
     def _applyMap(self, result: EvaluationResult, method: str) -> None:
         inputNode = self.scene.GetNodeByID(result.request.inputNodeID)
@@ -1322,14 +1329,16 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         request = self.makeRequest(inputVolumeNode, modelPath, methods, **options)
         return self.startEvaluation(request, synchronous=True).result
 
-    def scorecardDict(self, result: EvaluationResult) -> Dict[str, Any]:
-        """The result as plain JSON-able data: prediction, settings, rows, curves, baselines."""
-        def clean(value):
-            if isinstance(value, float) and not np.isfinite(value):
-                return None
-            return value
+    def scorecard(self, result: EvaluationResult):
+        """The result as the core's :class:`~SaliencyTrustLib.criteria.Scorecard` (JSON/CSV/SR-ready).
 
-        return {
+        Its ``params`` record the image, model, prediction, SSIM settings, randomization settings,
+        the cascading curves and the different-image baselines.
+        """
+        from SaliencyTrustLib.criteria import Scorecard
+
+        card = Scorecard(params={
+            "source": "3D Slicer SaliencyTrust module (one study)",
             "image": result.request.image.metadata.get("name", ""),
             "model": str(result.request.modelPath),
             "predicted_class": result.predictedClass,
@@ -1337,11 +1346,17 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
             "logits": None if result.logits is None else [float(v) for v in result.logits],
             "ssim": self._ssimDescription(),
             "granularity": result.request.granularity,
+            "bn_policy": "reset",
             "seed": result.request.seed,
-            "rows": [{k: clean(v) for k, v in row.items()} for row in result.rows],
-            "curves": {m: [[state, clean(float(v))] for state, v in c] for m, c in result.curves.items()},
-            "different_image_baseline": {m: clean(v) for m, v in result.differentImageBaseline.items()},
-        }
+            "n_baseline_images": len(result.request.baselineImages),
+            "curves": {m: [[state, float(v)] for state, v in c] for m, c in result.curves.items()},
+            "different_image_baseline": dict(result.differentImageBaseline),
+        })
+        for row in result.rows:
+            card.add(row["method"], row["criterion"], row["value"], row["baseline"], row["passed"],
+                     row["rule"], value_name=row["value_name"], baseline_name=row["baseline_name"],
+                     spearman=row["spearman"], reason=row["reason"])
+        return card
 
     def sourceDicomFiles(self, volumeNode) -> List[str]:
         """Files of the DICOM instances a volume was loaded from (empty when not from the database)."""
@@ -1382,7 +1397,7 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
             path = directory / f"{base}_saliency_{method}.nii.gz"
             write_nifti(mapVolumes[method], path)
             written.append(path)
-        scorecard = self.scorecardDict(result)
+        scorecard = self.scorecard(result)
         written += list(write_scorecard_files(scorecard, directory / f"{base}_scorecard.json",
                                               directory / f"{base}_scorecard.csv"))
         if toDicomDatabase:

@@ -336,6 +336,9 @@ def test_evaluation_outputs_match_the_core_on_the_same_arrays(st, scene, study, 
     np.testing.assert_allclose(exported.array, slicer.util.arrayFromVolume(result.mapNodes["gradcam"]), atol=1e-6)
     scorecard = json.loads((tmp_path / "export" / "chest_scorecard.json").read_text())
     assert len(scorecard["rows"]) == len(methods) * 4
+    assert scorecard["params"]["curves"]["gradcam"][0] == ["original", pytest.approx(1.0)]
+    row = next(r for r in scorecard["rows"] if (r["method"], r["criterion"]) == ("gradcam", "repeatability"))
+    assert row["value"] == pytest.approx(cell("gradcam", "repeatability", "value"))
     csv_lines = (tmp_path / "export" / "chest_scorecard.csv").read_text().strip().splitlines()
     assert len(csv_lines) == len(methods) * 4 + 1
 

@@ -11,7 +11,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from SaliencyTrustLib.cli import main as cli_main
-from SaliencyTrustLib.io import (InputError, iter_cohort, read_ground_truth, read_image, rle_encode)
+from SaliencyTrustLib.io import (InputError, InputWarning, iter_cohort, read_ground_truth, read_image, rle_encode)
 from SaliencyTrustLib.io.synth import write_synthetic_cohort
 
 
@@ -102,7 +102,8 @@ def test_one_bad_study_is_reported_and_skipped(cohort, tmp_path):
     shutil.copy(work / "masks" / "cxr-2-0000.nii.gz", work / "masks" / "cxr-2-0003.nii.gz")
     (work / "nifti" / "cxr-2-0005.nii.gz").unlink()
     errors = []
-    cases = list(iter_cohort(work, errors=errors, image_key="dicom"))
+    with pytest.warns(InputWarning, match="skipped case cxr-2-0001"):
+        cases = list(iter_cohort(work, errors=errors, image_key="dicom"))
     assert sorted(c.case_id for c in cases) == ["cxr-2-0000", "cxr-2-0002", "cxr-2-0004", "cxr-2-0005"]
     assert all(c.mask is not None and c.mask.any() == bool(c.label) for c in cases)
     assert sorted(e.case_id for e in errors) == ["cxr-2-0001", "cxr-2-0003"]
@@ -110,7 +111,8 @@ def test_one_bad_study_is_reported_and_skipped(cohort, tmp_path):
     assert "truncated" in reasons["cxr-2-0001"].reason and "cxr-2-0001" in reasons["cxr-2-0001"].path
     assert "empty mask" in reasons["cxr-2-0003"].reason
     nifti_errors = []
-    nifti_cases = list(iter_cohort(work / "datalist.json", errors=nifti_errors, positives_only=True))
+    with pytest.warns(InputWarning, match="skipped case"):
+        nifti_cases = list(iter_cohort(work / "datalist.json", errors=nifti_errors, positives_only=True))
     assert sorted(c.case_id for c in nifti_cases) == ["cxr-2-0001"]
     assert {e.case_id for e in nifti_errors} == {"cxr-2-0003", "cxr-2-0005"}
     assert "does not exist" in next(e for e in nifti_errors if e.case_id == "cxr-2-0005").reason

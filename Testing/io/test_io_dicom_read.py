@@ -235,3 +235,29 @@ def test_gantry_tilt_is_detected_and_resampled_or_kept(cohorts, tmp_path):
     expected = ndimage.shift(kept.array[5], (shift, 0), order=1, mode="constant", cval=kept.array.min())
     np.testing.assert_allclose(resampled.array[5], expected, atol=1e-3)
     assert not np.allclose(resampled.array[5], kept.array[5], atol=1.0)
+
+
+def test_list_series_and_non_image_files_in_a_series_folder(cohorts, tmp_path):
+    from SaliencyTrustLib.io import list_series
+
+    series = _series_copy(cohorts, tmp_path)
+    shutil.copy(get_testdata_file("test-SR.dcm"), series / "report.dcm")
+    (series / "README.txt").write_text("exported by hand")
+    found = list_series(series)
+    assert sorted((s.modality, len(s.files), s.non_image is None) for s in found) == \
+        [("CT", 16, True), ("SR", 1, False)]
+    assert read_image(series).shape == (16, 16, 16)      # the SR and the text file are skipped
+
+
+def test_readers_are_buildable_from_a_bundle_config(cohorts):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser({
+        "reader": {"_target_": "SaliencyTrustLib.io.ImageReader", "voi": "window"},
+        "truth": {"_target_": "SaliencyTrustLib.io.GroundTruthReader", "allow_empty": True},
+    })
+    reader, truth = parser.get_parsed_content("reader"), parser.get_parsed_content("truth")
+    volume = reader(cohorts / "ct" / "dicom" / "ct-0-0001")
+    assert 0 <= volume.array.min() and volume.array.max() <= 1         # CT window -600/1500 applied
+    assert volume.metadata["voi"].startswith("window center -600 width 1500")
+    assert truth(cohorts / "ct" / "masks" / "ct-0-0000.nii.gz", volume).shape == volume.shape

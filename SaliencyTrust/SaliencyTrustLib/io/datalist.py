@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 import numpy as np
 
 from ..image import ImageVolume
-from .errors import InputError
+from .errors import InputError, InputWarning
 
 PathLike = Union[str, os.PathLike]
 SPLITS = ("training", "validation", "test")
@@ -178,7 +178,7 @@ class CohortReader:
     def _record(self, case_id: str, path: Optional[str], reason: str, fix: Optional[str]) -> None:
         error = CaseError(case_id, path, reason, fix)
         self.errors.append(error)
-        warnings.warn(f"skipped case {error}", stacklevel=3)
+        warnings.warn(f"skipped case {error}", InputWarning, stacklevel=3)
 
 
 def iter_cohort(source: Union[PathLike, Dict[str, Any]], errors: Optional[List[CaseError]] = None,

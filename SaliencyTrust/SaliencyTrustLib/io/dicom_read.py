@@ -160,7 +160,7 @@ def _expected_native_length(dataset) -> Optional[int]:
     return (count * bits + 7) // 8
 
 
-def _non_image_kind(dataset) -> Optional[str]:
+def _non_image_kind(dataset, check_pixels: bool = True) -> Optional[str]:
     sop_class = str(dataset.get("SOPClassUID", ""))
     if sop_class in NON_IMAGE_SOP_CLASSES:
         return NON_IMAGE_SOP_CLASSES[sop_class]
@@ -169,7 +169,7 @@ def _non_image_kind(dataset) -> Optional[str]:
     modality = str(dataset.get("Modality", ""))
     if modality in _NON_IMAGE_MODALITIES:
         return _NON_IMAGE_MODALITIES[modality]
-    if not any(k in dataset for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+    if check_pixels and not any(k in dataset for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         return "an object without pixel data"
     return None
 
@@ -206,7 +206,7 @@ def list_series(folder: PathLike) -> List[SeriesInfo]:
         if uid not in series:
             series[uid] = SeriesInfo(uid, str(dataset.get("Modality", "?")),
                                      str(dataset.get("SeriesDescription", "")),
-                                     non_image=_non_image_kind(dataset))
+                                     non_image=_non_image_kind(dataset, check_pixels=False))
         series[uid].files.append(path)
     return list(series.values())
 

@@ -261,3 +261,40 @@ def test_readers_are_buildable_from_a_bundle_config(cohorts):
     assert 0 <= volume.array.min() and volume.array.max() <= 1         # CT window -600/1500 applied
     assert volume.metadata["voi"].startswith("window center -600 width 1500")
     assert truth(cohorts / "ct" / "masks" / "ct-0-0000.nii.gz", volume).shape == volume.shape
+
+
+def test_ct_series_geometry_agrees_with_simpleitk(cohorts):
+    import SimpleITK as sitk
+
+    folder = str(cohorts / "ct" / "dicom" / "ct-0-0001")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(folder))
+    itk = reader.Execute()
+    ours = read_image(folder)
+    np.testing.assert_allclose(ours.spacing, itk.GetSpacing())
+    np.testing.assert_allclose(ours.origin, itk.GetOrigin())
+    np.testing.assert_allclose(ours.direction.ravel(), itk.GetDirection())
+    np.testing.assert_array_equal(ours.array, sitk.GetArrayFromImage(itk).astype(np.float32))
+
+
+def test_grey_jpeg_baseline_radiograph_decodes_close_to_its_source(cohorts, tmp_path):
+    import io
+
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+
+    ds = pydicom.dcmread(cohorts / "cxr" / "dicom" / "cxr-0-0001" / "CR0000.dcm")
+    grey8 = np.round(ds.pixel_array / 4095 * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(grey8).save(buffer, format="JPEG", quality=95)
+    ds.PixelData = encapsulate([buffer.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEGBaseline8Bit
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.WindowCenter, ds.WindowWidth = 127.5, 255.0
+    ds.LossyImageCompression = "01"
+    ds.save_as(tmp_path / "jpeg.dcm")
+    volume = read_image(tmp_path / "jpeg.dcm")
+    assert volume.metadata["TransferSyntaxUID"] == pydicom.uid.JPEGBaseline8Bit
+    difference = np.abs(volume.array[0] - grey8 / 255.0)
+    assert difference.mean() < 0.01 and difference.max() < 0.1     # lossy, but the same picture

@@ -534,25 +534,10 @@ def _stack_positioned(frames: List[_Frame], decode: _Decoder, path: Path, messag
     positions = np.stack([f.position for f in frames])
     origin = positions[0].copy()
     k_axis, sK = normal, 1.0
+    resampled_along_k = False
     if len(frames) > 1:
-        steps = np.diff(distances)
-        sK = float(np.median(steps))
-        irregular_steps = np.abs(steps - sK) > SPACING_RELATIVE_TOLERANCE * sK + 1e-3
-        if irregular_steps.any():
-            where = int(np.argmax(np.abs(steps - sK)))
-            text = (f"slice positions are not evenly spaced: step of {steps[where]:.3f} mm between "
-                    f"{frames[where].path.name} and {frames[where + 1].path.name} where the series' "
-                    f"spacing is {sK:.3f} mm ({int(irregular_steps.sum())} irregular step(s)"
-                    f"{'; missing slices?' if steps[where] > sK else ''}).")
-            if irregular != "resample":
-                raise InputError(path, text, "Re-export the complete series, or pass irregular='resample' "
-                                 "to interpolate linearly onto the median spacing.")
-            _warn(messages, path, text + " Resampled linearly onto the median spacing.")
-            targets = np.arange(distances[0], distances[-1] + 1e-6 * sK, sK)
-            array = _interpolate_along_k(array, distances, targets)
-            positions = origin + np.outer(targets - distances[0], normal)  # refined below for tilt
-            distances = targets
-        # Gantry tilt: the slice origins move sideways as well as along the normal.
+        # Gantry tilt first, on the slices as acquired: their origins move sideways as well as
+        # along the normal.
         displacement = positions[-1] - positions[0]
         along = float(displacement @ normal)
         sideways = displacement - along * normal
@@ -568,17 +553,35 @@ def _stack_positioned(frames: List[_Frame], decode: _Decoder, path: Path, messag
                 _warn(messages, path, text + " Kept the sheared grid: direction's K column is not "
                       "orthogonal to the slices (NIfTI writers need an orthogonal grid).")
                 k_axis = displacement / np.linalg.norm(displacement)
-                sK = float(np.linalg.norm(displacement)) / (len(distances) - 1)
             else:
                 _warn(messages, path, text + " Each slice was shifted in-plane onto an orthogonal grid "
                       "(linear interpolation).")
                 array = _unshear(array, positions - origin, row_dir, col_dir, normal, sI, sJ)
+        # Then the steps along the normal: gaps, uneven spacing.
+        steps = np.diff(distances)
+        sK = float(np.median(steps))
+        irregular_steps = np.abs(steps - sK) > SPACING_RELATIVE_TOLERANCE * sK + 1e-3
+        if irregular_steps.any():
+            where = int(np.argmax(np.abs(steps - sK)))
+            text = (f"slice positions are not evenly spaced: step of {steps[where]:.3f} mm between "
+                    f"{frames[where].path.name} and {frames[where + 1].path.name} where the series' "
+                    f"spacing is {sK:.3f} mm ({int(irregular_steps.sum())} irregular step(s)"
+                    f"{'; missing slices?' if steps[where] > sK else ''}).")
+            if irregular != "resample":
+                raise InputError(path, text, "Re-export the complete series, or pass irregular='resample' "
+                                 "to interpolate linearly onto the median spacing.")
+            _warn(messages, path, text + " Resampled linearly onto the median spacing.")
+            targets = np.arange(distances[0], distances[-1] + 1e-6 * sK, sK)
+            array = _interpolate_along_k(array, distances, targets)
+            resampled_along_k = True
+        if k_axis is not normal:   # sheared grid kept: the K step is along the slice displacement
+            sK = sK / float(k_axis @ normal)
     direction = np.stack([row_dir, col_dir, k_axis], axis=1)
     sops = [f.sop_instance_uid for f in frames]
     extra = {"source_files": [str(f.path) for f in frames], "SOPInstanceUIDs": sops}
     if any(f.frame_index is not None for f in frames):
         extra["frame_numbers"] = [None if f.frame_index is None else f.frame_index + 1 for f in frames]
-    if len(sops) != array.shape[0]:  # resampled along K: the slices no longer map one to one
+    if resampled_along_k:  # the K slices no longer map one to one onto the instances
         extra["resampled_along_k"] = True
     return array, (sI, sJ, abs(sK)), origin, direction, frames, pixels, extra
 

@@ -120,3 +120,28 @@ def test_row_layouts_are_read_alike():
 def test_empty_scorecard_is_refused_with_the_fix(ct_sources):
     with pytest.raises(ValueError, match="no method x criterion.*run the criteria"):
         write_scorecard_sr({"methods": {}}, ct_sources)
+
+
+def test_criteria_scorecard_is_written_with_its_own_json_and_csv(tmp_path, ct_sources):
+    from SaliencyTrustLib.criteria import Scorecard
+
+    card = Scorecard(params={"ssim": {"data_range": 2.0}})
+    card.add("gradcam", "localization", 0.31, 0.27, True, "mean AUPRC > average-mask baseline",
+             value_name="mean AUPRC", baseline_name="average mask")
+    card.add("gradcam", "randomization", 0.12, 0.18, True, "curve below baseline",
+             value_name="min over states of mean SSIM", ssim_curve=[1.0, 0.5, 0.12])
+    card.add("xrai", "repeatability", float("nan"), 0.8, None, "mean SSIM > 0.8",
+             value_name="mean SSIM")
+    path = tmp_path / "card.dcm"
+    write_scorecard_sr(card, ct_sources, path)
+    assert dciodvfy(path).errors == []
+
+    groups = _groups_by_identifier(hd.sr.srread(path))
+    assert set(groups) == {"gradcam localization", "gradcam randomization", "xrai repeatability"}
+    measured = {m.name.value: m.value for m in groups["gradcam randomization"].get_measurements()}
+    assert measured == {CRITERION_CODES["randomization"].value: pytest.approx(0.12),
+                        "BASELINE": pytest.approx(0.18)}
+    (undecided,) = groups["xrai repeatability"].get_qualitative_evaluations()
+    assert undecided.value.value == codes.SCT.Indeterminate.value
+    assert (tmp_path / "card.json").read_text() == card.to_json()
+    assert (tmp_path / "card.csv").read_text() == card.to_csv()

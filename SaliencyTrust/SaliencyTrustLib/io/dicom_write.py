@@ -12,8 +12,10 @@ Three objects, all filed in the study of their source images and referencing the
   Measurement Report: one measurement group (TID 1501) per method x criterion holding the value
   (units ``1``), its baseline when there is one, and pass/fail as a qualitative evaluation. Beside
   it, ``<stem>.json`` (the whole scorecard, including what SR does not hold well: the
-  randomization curves, per-image values, reasons for NaN) and ``<stem>.csv`` (one row per
-  measurement group: ``method,criterion,metric,value,baseline,passed,reason``).
+  randomization curves, the pass rules, reasons for NaN) and ``<stem>.csv`` (one row per
+  measurement group): for a :class:`SaliencyTrustLib.criteria.Scorecard` its own
+  ``to_json()`` / ``to_csv()``; for a plain dict, the dict and
+  ``method,criterion,metric,value,baseline,passed,reason``.
 
 Sources are the pydicom datasets (or files, or a series folder) the map was computed from:
 single-frame images (a CR/DX radiograph, the slices of a CT/MR series) or one multi-frame image.
@@ -80,13 +82,16 @@ def _code(value: str, meaning: str) -> hd.sr.CodedConcept:
     return hd.sr.CodedConcept(value=value, scheme_designator=CODING_SCHEME, meaning=meaning)
 
 
-#: Measurement name of each criterion (the value the scorecard reports for it).
+#: Measurement name of each criterion (the value the scorecard reports for it), under the names
+#: of :mod:`SaliencyTrustLib.criteria` (``Scorecard`` rows) and of its functions.
 CRITERION_CODES: Dict[str, hd.sr.CodedConcept] = {
-    "localization_utility": _code("LOCUTIL", "Localization utility (mean AUPRC)"),
-    "randomization_sensitivity": _code("RANDSENS", "Randomization sensitivity (mean SSIM)"),
-    "repeatability": _code("REPEAT", "Repeatability (mean SSIM)"),
-    "reproducibility": _code("REPROD", "Reproducibility (mean SSIM)"),
+    "localization": _code("LOCUTIL", "Localization utility (AUPRC)"),
+    "randomization": _code("RANDSENS", "Randomization sensitivity (SSIM)"),
+    "repeatability": _code("REPEAT", "Repeatability (SSIM)"),
+    "reproducibility": _code("REPROD", "Reproducibility (SSIM)"),
 }
+CRITERION_CODES["localization_utility"] = CRITERION_CODES["localization"]
+CRITERION_CODES["randomization_sensitivity"] = CRITERION_CODES["randomization"]
 #: Name of a criterion's baseline measurement.
 BASELINE_CODE = _code("BASELINE", "Criterion baseline")
 #: Qualitative evaluation name; its value is SCT Yes / No / Indeterminate.
@@ -473,7 +478,7 @@ def _row(method: str, criterion: str, item: Mapping[str, Any]) -> Dict[str, Any]
     return {
         "method": str(method),
         "criterion": str(criterion),
-        "metric": str(item.get("metric", "")),
+        "metric": str(item.get("metric") or item.get("value_name") or ""),
         "value": _as_float(value),
         "baseline": _as_float(item.get("baseline")),
         "passed": _as_passed(passed),
@@ -552,9 +557,10 @@ def write_scorecard_files(scorecard: Any, json_path: Union[str, os.PathLike],
                           csv_path: Union[str, os.PathLike]) -> Tuple[Path, Path]:
     """Write the scorecard as JSON (all of it) and CSV (one row per method x criterion).
 
-    The JSON is ``scorecard.to_json()`` when the scorecard has it, else the dict given (NaN
-    written as ``NaN``, arrays as lists). The CSV has the columns :data:`CSV_COLUMNS`; empty
-    ``value``/``baseline`` cells mean undefined, ``passed`` is ``pass``, ``fail`` or empty.
+    A :class:`SaliencyTrustLib.criteria.Scorecard` (anything with ``to_json`` / ``to_csv``) is
+    written in its own documented formats. A dict or rows: the JSON is the dict as given (NaN
+    written as ``NaN``, arrays as lists) and the CSV has the columns :data:`CSV_COLUMNS` (empty
+    ``value``/``baseline`` cells mean undefined, ``passed`` is ``pass``, ``fail`` or empty).
     """
     json_path, csv_path = Path(json_path), Path(csv_path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -564,6 +570,9 @@ def write_scorecard_files(scorecard: Any, json_path: Union[str, os.PathLike],
         data = scorecard.to_dict() if hasattr(scorecard, "to_dict") else scorecard
         text = json.dumps(data, indent=2, default=_json_default)
     json_path.write_text(text if isinstance(text, str) else str(text))
+    if hasattr(scorecard, "to_csv"):
+        csv_path.write_text(scorecard.to_csv(), newline="")
+        return json_path, csv_path
     with open(csv_path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
         writer.writeheader()

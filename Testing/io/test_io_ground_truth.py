@@ -246,3 +246,34 @@ def test_sr_planar_polyline_roi_is_rasterized_on_its_image(cohorts, tmp_path):
     expected = np.zeros((224, 224), bool)
     expected[60:80, 50:80] = True     # pixel centres inside the polygon drawn on pixel edges
     assert _dice(mask[0], expected) > 0.95
+
+
+def test_sr_scoord3d_polygon_lands_on_its_slice(cohorts, tmp_path):
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    case, image, _ = _truth(cohorts, "ct")
+    sources = [pydicom.dcmread(p) for p in sorted((cohorts / "ct" / "dicom" / case).glob("*.dcm"))]
+    k, (i0, j0, i1, j1) = 12, (5, 6, 15, 20)
+    corners_ijk = [(i0, j0), (i1, j0), (i1, j1), (i0, j1), (i0, j0)]
+    lps = np.array([(image.ijk_to_lps() @ [i, j, k, 1])[:3] for i, j in corners_ijk])
+    region = hd.sr.ImageRegion3D(graphic_type=hd.sr.GraphicTypeValues3D.POLYGON, graphic_data=lps,
+                                 frame_of_reference_uid=image.metadata["FrameOfReferenceUID"])
+    group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="nodule"),
+        referenced_region=region, finding_type=codes.SCT.Nodule)
+    observer = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Person,
+        observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name="Reader^Two"))
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_person_context=observer),
+        procedure_reported=codes.LN.CTUnspecifiedBodyRegion, imaging_measurements=[group])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sr = hd.sr.Comprehensive3DSR(sources, report, hd.UID(), 8, hd.UID(), 1, manufacturer="test")
+    sr.save_as(tmp_path / "sr3d.dcm")
+    mask = read_ground_truth(tmp_path / "sr3d.dcm", image)
+    assert set(np.flatnonzero(mask.any((1, 2)))) == {k}
+    expected = np.zeros(mask.shape[1:], bool)
+    expected[j0:j1 + 1, i0:i1 + 1] = True           # voxel centres on the polygon's edges count
+    assert _dice(mask[k], expected) > 0.8

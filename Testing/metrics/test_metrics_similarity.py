@@ -60,6 +60,10 @@ def test_ssim_pairs_share_statistics_and_match_skimage():
     ref = [structural_similarity(a[i], a[j], data_range=2) for i, j in pairs]
     np.testing.assert_allclose(ours, ref, atol=1e-5)
     assert ours[3] == pytest.approx(1.0)
+    # threads split chunks of maps and pairs; the values do not depend on them
+    many = np.tile(pairs, (40, 1))
+    np.testing.assert_array_equal(ssim_pairs(a, a, many, preset="paper", workers=1),
+                                  ssim_pairs(a, a, many, preset="paper", workers=3))
 
 
 def test_constant_and_nan_maps_are_nan_with_reasons():

@@ -25,6 +25,8 @@ turned those into NaN, and it dropped them) are NaN with a reason, see
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -133,7 +135,8 @@ class _MapStats:
     expressions, in the same order and precision, as scikit-image evaluates them per pair.
     """
 
-    def __init__(self, maps: np.ndarray, options: SSIMOptions, float_type, cov_norm: float):
+    def __init__(self, maps: np.ndarray, options: SSIMOptions, float_type, cov_norm: float,
+                 workers: int = 1):
         self.pad = (options.win_size - 1) // 2
         shape = (maps.shape[0],) + tuple(n - 2 * self.pad for n in maps.shape[1:])
         self.mean = np.empty(shape, float_type)
@@ -141,13 +144,33 @@ class _MapStats:
         self.var = np.empty(shape, float_type)
         step = _chunk(maps[0].size)
         norm = float_type(cov_norm)
-        for lo in range(0, maps.shape[0], step):
+
+        def run(lo: int) -> None:
             block = maps[lo:lo + step].astype(float_type, copy=False)
             mean = _filter(block, options, self.pad)
             mean_sq = _filter(block * block, options, self.pad)
             self.mean[lo:lo + step] = mean
             self.mean2[lo:lo + step] = mean ** 2
             self.var[lo:lo + step] = norm * (mean_sq - mean * mean)
+
+        _parallel(run, range(0, maps.shape[0], step), workers)
+
+
+def _parallel(fn, starts, workers: int) -> None:
+    """Run ``fn(start)`` for each chunk start, in ``workers`` threads (numpy and ndimage release
+    the GIL; chunks write disjoint slices of preallocated outputs)."""
+    starts = list(starts)
+    if workers <= 1 or len(starts) <= 1:
+        for start in starts:
+            fn(start)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(fn, starts))
+
+
+def default_workers() -> int:
+    """Threads for the batched similarity computations (up to 4)."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def _chunk(item_size: int) -> int:
@@ -181,7 +204,7 @@ def ssim_pairs(maps_a: Any, maps_b: Any, pairs: Any, data_range: Optional[float]
                gaussian_weights: bool = False, sigma: float = 1.5,
                use_sample_covariance: bool = True, K1: float = 0.01, K2: float = 0.03,
                constant: str = "nan", precision: Optional[str] = None,
-               return_reasons: bool = False) -> _Result:
+               return_reasons: bool = False, workers: Optional[int] = None) -> _Result:
     """SSIM of ``maps_a[i]`` and ``maps_b[j]`` for each row ``(i, j)`` of ``pairs``.
 
     Args:
@@ -195,6 +218,7 @@ def ssim_pairs(maps_a: Any, maps_b: Any, pairs: Any, data_range: Optional[float]
         precision: ``"float32"``/``"float64"``; default: scikit-image's (float32 when both inputs
             are float32, else float64).
         return_reasons: also return one reason (or None) per pair.
+        workers: threads over chunks of maps and pairs (default up to 4); no effect on values.
 
     Returns:
         float64 ``(M,)``.
@@ -231,12 +255,13 @@ def ssim_pairs(maps_a: Any, maps_b: Any, pairs: Any, data_range: Optional[float]
         else:
             used_a, used_b = np.unique(pairs[defined, 0]), np.unique(pairs[defined, 1])
         norm = _cov_norm(options, a.ndim - 1)
-        stats_a = _MapStats(a[used_a], options, float_type, norm)
-        stats_b = stats_a if same else _MapStats(b[used_b], options, float_type, norm)
+        workers = default_workers() if workers is None else max(1, int(workers))
+        stats_a = _MapStats(a[used_a], options, float_type, norm, workers)
+        stats_b = stats_a if same else _MapStats(b[used_b], options, float_type, norm, workers)
         pos_a = np.searchsorted(used_a, pairs[defined, 0])
         pos_b = np.searchsorted(used_b, pairs[defined, 1])
         values[defined] = _ssim_from_stats(a, b, used_a, used_b, pos_a, pos_b, stats_a, stats_b,
-                                           options, float_type)
+                                           options, float_type, workers)
     return finish(values, reasons, return_reasons)
 
 
@@ -245,8 +270,8 @@ def _cov_norm(options: SSIMOptions, ndim: int) -> float:
     return n_window / (n_window - 1.0) if options.use_sample_covariance else 1.0
 
 
-def _ssim_from_stats(a, b, used_a, used_b, pos_a, pos_b, stats_a, stats_b, options, float_type
-                     ) -> np.ndarray:
+def _ssim_from_stats(a, b, used_a, used_b, pos_a, pos_b, stats_a, stats_b, options, float_type,
+                     workers: int = 1) -> np.ndarray:
     cast = float_type
     norm = cast(_cov_norm(options, a.ndim - 1))
     c1 = cast((options.K1 * options.data_range) ** 2)
@@ -255,7 +280,7 @@ def _ssim_from_stats(a, b, used_a, used_b, pos_a, pos_b, stats_a, stats_b, optio
     step = _chunk(a[0].size)
     # Pairs sharing a map reuse its statistics; per pair only the product x * y is filtered.
     # The arithmetic below is scikit-image's, in the same order, done in place on small chunks.
-    for lo in range(0, pos_a.size, step):
+    def run(lo: int) -> None:
         ia, ib = pos_a[lo:lo + step], pos_b[lo:lo + step]
         x = a[used_a[ia]].astype(cast, copy=False)
         y = b[used_b[ib]].astype(cast, copy=False)
@@ -276,6 +301,8 @@ def _ssim_from_stats(a, b, used_a, used_b, pos_a, pos_b, stats_a, stats_b, optio
         np.multiply(b1, b2, out=b1)                     # D
         np.divide(prod, b1, out=prod)                   # S
         out[lo:lo + step] = prod.reshape(prod.shape[0], -1).mean(axis=1, dtype=np.float64)
+
+    _parallel(run, range(0, pos_a.size, step), workers)
     return out
 
 
@@ -283,7 +310,8 @@ def ssim(maps_a: Any, maps_b: Any, data_range: Optional[float] = None, *,
          preset: Optional[str] = None, win_size: Optional[int] = None,
          gaussian_weights: bool = False, sigma: float = 1.5, use_sample_covariance: bool = True,
          K1: float = 0.01, K2: float = 0.03, constant: str = "nan",
-         precision: Optional[str] = None, return_reasons: bool = False) -> _Result:
+         precision: Optional[str] = None, return_reasons: bool = False,
+         workers: Optional[int] = None) -> _Result:
     """Per-item mean SSIM of two batches of maps on their 2D/3D grid.
 
     Args:
@@ -300,6 +328,7 @@ def ssim(maps_a: Any, maps_b: Any, data_range: Optional[float] = None, *,
         constant: ``"nan"`` (default) or ``"compute"`` for pairs with a constant map.
         precision: working float type, default as scikit-image (float32 for float32 inputs).
         return_reasons: also return one reason (or None) per item.
+        workers: threads over chunks (default up to 4); no effect on the values.
 
     Returns:
         float64 ``(B,)``: item ``i`` equals ``skimage.metrics.structural_similarity(maps_a[i],
@@ -319,7 +348,8 @@ def ssim(maps_a: Any, maps_b: Any, data_range: Optional[float] = None, *,
     return ssim_pairs(a, b, np.stack([index, index], 1), data_range, preset=preset,
                       win_size=win_size, gaussian_weights=gaussian_weights, sigma=sigma,
                       use_sample_covariance=use_sample_covariance, K1=K1, K2=K2,
-                      constant=constant, precision=precision, return_reasons=return_reasons)
+                      constant=constant, precision=precision, return_reasons=return_reasons,
+                      workers=workers)
 
 
 def spearman(maps_a: Any, maps_b: Any, *, return_reasons: bool = False) -> _Result:
@@ -361,7 +391,7 @@ class SSIM:
                                    **{k: v for k, v in options.items()
                                       if k in ("win_size", "gaussian_weights", "sigma",
                                                "use_sample_covariance", "K1", "K2")})
-        self.extra = {k: v for k, v in options.items() if k in ("constant", "precision")}
+        self.extra = {k: v for k, v in options.items() if k in ("constant", "precision", "workers")}
 
     def __call__(self, maps_a: Any, maps_b: Any, return_reasons: bool = False) -> _Result:
         return ssim(maps_a, maps_b, **self.options.skimage_kwargs(), **self.extra,

@@ -647,9 +647,11 @@ def _select_series(datasets: List[tuple], path: Path, series_uid: Optional[str])
     if len(groups) > 1:
         listing = "; ".join(
             f"{uid} [{items[0][1].get('Modality', '?')}] '{items[0][1].get('SeriesDescription', '')}' "
-            f"({len(items)} files)" for uid, items in groups.items())
+            f"({len(items)} files)" for uid, items in list(groups.items())[:10])
+        if len(groups) > 10:
+            listing += f"; ... and {len(groups) - 10} more (list them with list_series(folder))"
         raise InputError(path, f"holds {len(groups)} image series: {listing}.",
-                         "Pass series_uid='<one of them>' (CLI: --series-uid), or put each series in its "
+                         "Pass series_uid='<one of them>' to read_image, or put each series in its "
                          "own folder.")
     return next(iter(groups.values()))
 

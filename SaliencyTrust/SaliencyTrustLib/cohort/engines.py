@@ -8,7 +8,6 @@ in [0, 1], masks ``(B, H, W)`` bool, one value per item out (float64, NaN when u
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
@@ -77,19 +76,45 @@ def cascade(model, granularity: str, seed: int, bn_policy: str) -> Iterator[Tupl
     first ``"original"`` (see :func:`SaliencyTrustLib.criteria.cascading_randomization`)."""
     from ..criteria import cascading_randomization
 
-    yield from cascading_randomization(copy.deepcopy(model), granularity=granularity, seed=seed, bn_policy=bn_policy)
+    yield from cascading_randomization(model, granularity=granularity, seed=seed, bn_policy=bn_policy)
+
+
+def cascade_state_names(model, granularity: str, seed: int, bn_policy: str) -> list:
+    """The cascade's state names, ``"original"`` first, without randomizing anything."""
+    from ..criteria import cascading_randomization
+
+    return list(cascading_randomization(model, granularity=granularity, seed=seed, bn_policy=bn_policy).state_names)
 
 
 def different_image_baseline(maps: np.ndarray, n_pairs: int, seed: int, data_range: float) -> Dict[str, float]:
     """Mean SSIM between maps of different images of the trained model (the randomization
     baseline): ``{"ssim": mean, "n_pairs": pairs used}``."""
-    from ..criteria import different_image_baseline as _baseline
-
+    try:
+        from ..criteria import different_image_baseline as _baseline
+    except ImportError:  # criteria without the baseline yet: the protocol's definition, here
+        return _different_image_pairs(maps, n_pairs, seed, data_range)
     try:
         value = _baseline(maps, n_pairs=n_pairs, seed=seed, data_range=data_range)
     except TypeError:
         value = _baseline(maps, n_pairs=n_pairs, seed=seed)
     return _as_summary(value)
+
+
+def _different_image_pairs(maps: np.ndarray, n_pairs: int, seed: int, data_range: float) -> Dict[str, float]:
+    """Per image, SSIM with ``n_pairs`` other images drawn without replacement; mean over all pairs."""
+    from ..metrics import ssim_pairs
+
+    rng = np.random.default_rng(seed)
+    count = len(maps)
+    rows = []
+    for i in range(count):
+        others = np.delete(np.arange(count), i)
+        chosen = rng.choice(others, size=min(n_pairs, len(others)), replace=False)
+        rows.extend((i, int(j)) for j in chosen)
+    values = ssim_pairs(maps, maps, np.array(rows), data_range=data_range)
+    defined = values[~np.isnan(values)]
+    return {"ssim": float(defined.mean()) if defined.size else float("nan"), "n_pairs": float(len(rows)),
+            "n_undefined": float(values.size - defined.size)}
 
 
 def _as_summary(value: Any) -> Dict[str, float]:

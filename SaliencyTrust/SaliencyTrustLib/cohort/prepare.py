@@ -1,7 +1,8 @@
 """Reading one study into model input: image ``(1, H, W)`` in [0, 1] and its mask on the same grid.
 
 The image is read with :func:`SaliencyTrustLib.io.read_image` (DICOM file/series folder, NIfTI,
-NRRD; a ``dicomweb:<uid>`` study is first retrieved into a cache folder), scaled to [0, 1] like
+NRRD; a ``dicomweb:<uid>`` study is first retrieved into a cache folder; a ``.npy`` array ``(J, I)``
+is taken as is), scaled to [0, 1] like
 :mod:`SaliencyTrustLib.transforms` does for the bundle's models, and resampled to
 ``input_size x input_size`` (bilinear; the mask nearest-neighbour), so that maps, masks and
 inputs share one grid, axes ``(rows, columns) = (J, I)``.
@@ -30,6 +31,10 @@ class PreparedStudy:
 
 
 def _read_volume(path: str):
+    if str(path).endswith(".npy"):  # a bare (J, I) or (K, J, I) array: benchmarks, pre-processed cohorts
+        from ..image import ImageVolume
+
+        return ImageVolume(np.load(path), metadata={"source_path": str(path)})
     from .. import io
 
     reader = getattr(io, "read_image", None) or io.read_volume
@@ -110,7 +115,9 @@ def prepare_study(study: StudyRef, cohort: Cohort, input_size: int, cache_dir: P
     if study.ground_truth:
         from .. import io
 
-        if hasattr(io, "read_ground_truth"):
+        if study.ground_truth.endswith(".npy"):
+            gt = np.asarray(_read_volume(study.ground_truth).array) > 0
+        elif hasattr(io, "read_ground_truth"):
             gt = np.asarray(io.read_ground_truth(study.ground_truth, volume))
         else:
             gt = np.asarray(_read_volume(study.ground_truth).array) > 0

@@ -103,8 +103,8 @@ def make_plan(cohort: Cohort, models: ModelFiles, settings: EvaluationSettings, 
     criteria -= set(skipped)
     cascade_states: List[str] = []
     if criteria & {"randomization", "localization"}:
-        names = [name for name, _ in engines.cascade(original_model, settings.cascade_granularity,
-                                                     settings.seed, settings.bn_policy)]
+        names = engines.cascade_state_names(original_model, settings.cascade_granularity, settings.seed,
+                                            settings.bn_policy)
         cascade_states = [f"{CASCADE_PREFIX}{i:02d}_{name}" for i, name in enumerate(names[1:], start=1)]
     sample_set = set(sample)
     states: Dict[str, List[str]] = {}

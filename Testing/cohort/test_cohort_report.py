@@ -1,0 +1,81 @@
+"""One in-process evaluation of a tiny cohort that holds a broken study: the study is reported and
+skipped, and the HTML report embeds every figure it promises, scorecard first."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_cohort, tmp_path_factory):
+    from SaliencyTrustLib.cohort import EvaluationSettings, ModelFiles, evaluate_cohort, load_cohort
+    from SaliencyTrustLib.report import write_report
+
+    root = tmp_path_factory.mktemp("report")
+    datalist = json.loads((tiny_cohort["cohort"] / "datalist.json").read_text())
+    broken = root / "broken.nii.gz"
+    broken.write_bytes(b"this is not a NIfTI file")
+    first_mask = str(tiny_cohort["cohort"] / datalist["test"][1]["mask"])
+    items = [{**item, "image": str(tiny_cohort["cohort"] / item["image"]), "mask": str(tiny_cohort["cohort"] / item["mask"])}
+             for item in datalist["test"]]
+    items.append({"image": str(broken), "mask": first_mask, "label": 1, "case_id": "aaa-broken"})
+    (root / "datalist.json").write_text(json.dumps({"test": items}))
+    models = tiny_cohort["models"]
+    settings = EvaluationSettings(methods=("gradient", "gradcam"), input_size=32, batch_size=3, sample_size=4,
+                                  n_pairs=3, seed=0)
+    out = root / "out"
+    results = evaluate_cohort(load_cohort(str(root / "datalist.json")),
+                              ModelFiles(str(models / "a.pt"), str(models / "b.pt"), str(models / "c.pt")),
+                              settings, out, device="cpu", progress=False)
+    return results, write_report(out, results), out
+
+
+def test_a_broken_study_is_reported_and_skipped_and_the_others_are_evaluated(evaluated):
+    results, _, out = evaluated
+    assert list(results["failures"]) == ["aaa-broken"]
+    assert results["failures"]["aaa-broken"]["stage"] == "read"
+    assert "broken.nii.gz" in results["failures"]["aaa-broken"]["message"]
+    loc = results["localization"]
+    broken_index = loc["study_ids"].index("aaa-broken")
+    assert loc["auprc"]["gradient"][broken_index] is None
+    others = [v for i, v in enumerate(loc["auprc"]["gradient"]) if i != broken_index]
+    assert others and all(v is not None and 0.0 <= v <= 1.0 for v in others)
+    assert results["cohort"]["n_units_stored"] < results["cohort"]["n_units_planned"]
+
+
+def test_report_embeds_every_promised_figure_as_png_after_the_scorecard(evaluated):
+    from SaliencyTrustLib.report import promised_figures
+
+    results, report, out = evaluated
+    page = Path(report).read_text()
+    promised = promised_figures(results)
+    assert promised == ["auprc", "randomization", "repeatability", "reproducibility", "gallery"]
+    for figure_id in promised:
+        match = re.search(rf'<img id="fig-{figure_id}"[^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+        assert match, f"figure {figure_id} missing from the report"
+        assert base64.b64decode(match.group(1))[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (out / "figures" / f"{figure_id}.png").read_bytes()[:4] == b"\x89PNG"
+    assert page.index('id="scorecard"') < page.index('id="fig-auprc"')
+    assert 'src="http' not in page and "<script" not in page            # self-contained
+    for section in ('id="settings"', 'id="method-settings"', 'id="seeds"', 'id="versions"', 'id="failures"'):
+        assert section in page
+    assert "aaa-broken" in page and results["fingerprint"] in page
+
+
+def test_scorecard_verdicts_follow_the_stated_rules(evaluated):
+    results, _, out = evaluated
+    for method, row in results["scorecard"]["methods"].items():
+        loc = row["localization"]
+        assert loc["passes"] == (loc["value"] > loc["baseline"])
+        ran = row["randomization"]
+        assert ran["baseline"] == results["randomization"]["different_image_baseline"][method]["ssim"]
+        assert ran["passes"] == (ran["value"] < ran["baseline"])
+        assert row["trusted"] == all(row[c]["passes"] for c in ("localization", "randomization",
+                                                                "repeatability", "reproducibility"))
+    csv_rows = (out / "scorecard.csv").read_text().splitlines()
+    assert csv_rows[0].startswith("method,localization_value") and len(csv_rows) == 1 + len(results["methods"])

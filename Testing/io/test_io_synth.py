@@ -93,3 +93,23 @@ def test_split_is_balanced_exact_and_seed_dependent():
     assert sorted(sum(split.values(), [])) == ids
     assert sum(labels[int(i[1:])] for i in split["test"]) == 10
     assert split_case_ids(ids, labels, seed=1)["test"] != split["test"]
+
+
+def test_lesion_size_and_contrast_are_controlled_with_the_same_cases_otherwise():
+    from SaliencyTrustLib.io.synth import make_cases
+
+    default = make_cohort(6, seed=4)
+    mirrored = make_cases(6, 4, "cxr", lesion_radius=(0.05, 0.09), lesion_contrast=(0.22, 0.35))
+    for a, b in zip(default, mirrored):
+        assert a.case_id == b.case_id and a.label == b.label
+        np.testing.assert_array_equal(a.image, b.image)
+    large = make_cases(6, 4, "cxr", lesion_radius=(0.12, 0.14))
+    faint = make_cases(6, 4, "cxr", lesion_contrast=(0.05, 0.06))
+    positives = [i for i, c in enumerate(default) if c.label]
+    assert all(large[i].mask.sum() > default[i].mask.sum() for i in positives)
+    for i in positives:      # same anatomy and noise, a fainter lesion
+        inside = default[i].mask
+        assert np.mean(default[i].image[inside] - faint[i].image[inside]) > 0.1
+        assert np.array_equal(default[i].image[0:20, 0:20], faint[i].image[0:20, 0:20])
+    with pytest.raises(ValueError, match="lesion_radius"):
+        make_cases(2, 0, "cxr", lesion_radius=(0.2, 0.1))

@@ -301,8 +301,48 @@ def split_case_ids(case_ids: Sequence[str], labels: Sequence[int], seed: int,
             "test": sorted(ordered[n_train + n_val:])}
 
 
+def make_cases(n: int, seed: int, kind: str, size: int | None = None,
+               lesion_radius: Tuple[float, float] | None = None,
+               lesion_contrast: Tuple[float, float] | None = None) -> list:
+    """The cohort's cases: :func:`SaliencyTrustLib.synthetic.make_cohort`, or, when lesion size or
+    contrast is given, the same generator (same per-case seeds and labels) with those ranges.
+
+    Args:
+        lesion_radius: ``(low, high)`` lesion radius as a fraction of the image edge.
+        lesion_contrast: ``(low, high)`` peak intensity added by the lesion ([0, 1] image units; for
+            CT 1.0 = 2000 HU).
+    """
+    from ..synthetic import make_cohort, make_ct_case, make_cxr_case
+
+    if lesion_radius is None and lesion_contrast is None:
+        return make_cohort(n=n, seed=seed, kind=kind, size=size)
+    if kind not in ("cxr", "ct"):
+        raise ValueError(f"kind must be 'cxr' or 'ct', got {kind!r}")
+    options = {}
+    for name, value in (("lesion_radius", lesion_radius), ("lesion_contrast", lesion_contrast)):
+        if value is not None:
+            low, high = (float(v) for v in value)
+            if not 0 < low <= high:
+                raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {value}")
+            options[name] = (low, high)
+    if size is not None:
+        options["size"] = size
+    make = make_cxr_case if kind == "cxr" else make_ct_case
+    cases = []
+    for index in range(n):
+        # Mirrors make_cohort: per-case generator and interleaved labels (f = 0.5); tested equal.
+        rng = np.random.default_rng([seed, index, 0 if kind == "cxr" else 1])
+        positive = np.floor((index + 1) * 0.5) > np.floor(index * 0.5)
+        case = make(rng, bool(positive), **options)
+        case.case_id = f"{kind}-{seed}-{index:04d}"
+        cases.append(case)
+    return cases
+
+
 def write_synthetic_cohort(out_dir: PathLike, n: int = 40, seed: int = 0, kind: str = "cxr",
-                           size: int | None = None, write_seg: bool = True) -> Dict[str, object]:
+                           size: int | None = None, write_seg: bool = True,
+                           lesion_radius: Tuple[float, float] | None = None,
+                           lesion_contrast: Tuple[float, float] | None = None) -> Dict[str, object]:
     """Write the synthetic cohort (layout in the module docstring) and return a summary.
 
     Args:
@@ -312,11 +352,12 @@ def write_synthetic_cohort(out_dir: PathLike, n: int = 40, seed: int = 0, kind: 
         kind: ``"cxr"`` (2D CR) or ``"ct"`` (3D CT series).
         size: image edge in pixels (default 224 for cxr, 64 for ct).
         write_seg: also write the DICOM SEG of each positive (the slowest part).
+        lesion_radius, lesion_contrast: ``(low, high)`` ranges of the lesions (see :func:`make_cases`;
+            default: those of :mod:`SaliencyTrustLib.synthetic`).
 
     Returns:
         ``{"out": str, "n": int, "positives": int, "kind": str, "seed": int, "split": {part: count}}``.
     """
-    from ..synthetic import make_cohort
     from .volumes import save_volume
 
     if kind not in ("cxr", "ct"):
@@ -324,7 +365,7 @@ def write_synthetic_cohort(out_dir: PathLike, n: int = 40, seed: int = 0, kind: 
     out = Path(out_dir)
     for sub in ("dicom", "nifti", "masks", "seg"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    cases = make_cohort(n=n, seed=seed, kind=kind, size=size)
+    cases = make_cases(n, seed, kind, size, lesion_radius, lesion_contrast)
     box_rows, label_rows = [], []
     for index, case in enumerate(cases):
         uids = _case_uids(seed, kind, case.case_id)
@@ -377,6 +418,7 @@ def write_synthetic_cohort(out_dir: PathLike, n: int = 40, seed: int = 0, kind: 
         "description": f"SaliencyTrust synthetic {kind} cohort, n={n}, seed={seed}",
         "kind": kind,
         "seed": seed,
+        "synthesis": {"size": size, "lesion_radius": lesion_radius, "lesion_contrast": lesion_contrast},
         **{part: [{"image": f"nifti/{case_id}.nii.gz", "label": labels[case_id],
                    "mask": f"masks/{case_id}.nii.gz", "dicom": f"dicom/{case_id}",
                    "case_id": case_id} for case_id in ids] for part, ids in split.items()},
@@ -396,6 +438,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=None,
                         help="image edge in pixels (default 224 for cxr, 64 for ct)")
     parser.add_argument("--no-seg", action="store_true", help="skip the DICOM SEG files (faster)")
+    parser.add_argument("--lesion-radius", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
+                        help="lesion radius range, fraction of the image edge (default cxr 0.05 0.09, "
+                             "ct 0.06 0.1)")
+    parser.add_argument("--lesion-contrast", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
+                        help="lesion peak intensity range in [0, 1] image units (default cxr 0.22 0.35, "
+                             "ct 0.3 0.45; for CT 1.0 = 2000 HU)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -404,7 +452,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"saliency-trust synth: --n must be >= 1, got {args.n}")
         return 2
     summary = write_synthetic_cohort(args.out, n=args.n, seed=args.seed, kind=args.kind,
-                                     size=args.size, write_seg=not args.no_seg)
+                                     size=args.size, write_seg=not args.no_seg,
+                                     lesion_radius=args.lesion_radius, lesion_contrast=args.lesion_contrast)
     split = summary["split"]
     print(f"wrote {summary['n']} {summary['kind']} cases ({summary['positives']} positive) to "
           f"{summary['out']}: training {split['training']}, validation {split['validation']}, "

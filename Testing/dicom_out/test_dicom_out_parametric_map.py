@@ -156,3 +156,27 @@ def test_sources_read_from_a_folder_work_like_datasets(tmp_path, ct_case, ct_sou
         ds.save_as(folder / f"{ds.SOPInstanceUID}.dcm", enforce_file_format=True)
     pm = write_parametric_map(_saliency_like(ct_case.image), folder)
     assert int(pm.NumberOfFrames) == len(ct_sources)
+
+
+def test_multiframe_source_frames_get_the_map_slice_at_their_position(tmp_path, ct_case,
+                                                                       ct_sources):
+    import highdicom as hd
+
+    enhanced = hd.legacy.LegacyConvertedEnhancedCTImage(
+        legacy_datasets=ct_sources, series_instance_uid=hd.UID(), series_number=2,
+        sop_instance_uid=hd.UID(), instance_number=1)
+    source_z = [float(f.PlanePositionSequence[0].ImagePositionPatient[2])
+                for f in enhanced.PerFrameFunctionalGroupsSequence]
+    assert source_z != sorted(source_z)        # frames not in increasing position: a real test
+    saliency = _saliency_like(ct_case.image)
+    volume = ImageVolume(saliency, spacing=CT_SPACING, origin=CT_ORIGIN)
+    path = tmp_path / "pm_enhanced.dcm"
+    write_parametric_map(volume, enhanced, path)
+    _assert_valid(path)
+    pm = pydicom.dcmread(path)
+    for index, frame in enumerate(pm.PerFrameFunctionalGroupsSequence):
+        z = float(frame.PlanePositionSequence[0].ImagePositionPatient[2])
+        k = int(round((z - CT_ORIGIN[2]) / CT_SPACING[2]))
+        np.testing.assert_array_equal(pm.pixel_array[index], saliency[k])
+        referenced = frame.DerivationImageSequence[0].SourceImageSequence[0]
+        assert source_z[int(referenced.ReferencedFrameNumber) - 1] == pytest.approx(z)

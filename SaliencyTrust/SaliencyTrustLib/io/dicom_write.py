@@ -20,8 +20,9 @@ Three objects, all filed in the study of their source images and referencing the
 Sources are the pydicom datasets (or files, or a series folder) the map was computed from:
 single-frame images (a CR/DX radiograph, the slices of a CT/MR series) or one multi-frame image.
 The map is ``(K, J, I)`` like :class:`SaliencyTrustLib.image.ImageVolume`, with ``K`` = the number of
-source frames. Slices of a series are matched to ``K`` by position along the slice normal, in
-increasing order (the order of SimpleITK and of ``SaliencyTrustLib.io.read_image``); when the map
+source frames. Slices of a series, or the frames of one multi-frame image, are matched to ``K``
+by position along the slice normal, in increasing order (the order of SimpleITK and of
+``SaliencyTrustLib.io.read_image``); when the map
 is an :class:`~SaliencyTrustLib.image.ImageVolume` its plane positions must equal the sources'
 (else the map is on another grid: resample it onto the source first).
 
@@ -171,42 +172,44 @@ def _number_of_frames(ds: Dataset) -> int:
     return int(ds.get("NumberOfFrames", 1) or 1)
 
 
-def _slice_normal(ds: Dataset) -> np.ndarray:
-    orientation = np.asarray(ds.ImageOrientationPatient, float)
-    return np.cross(orientation[:3], orientation[3:])
+def _source_frames(datasets: List[Dataset]) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """``(positions (F, 3), slice normal)`` of the source frames in source order; None without
+    plane geometry (a radiograph). Frames are the images of a series, or the frames of one
+    multi-frame image (per-frame / shared Plane Position and Orientation functional groups)."""
+    if len(datasets) == 1 and _number_of_frames(datasets[0]) > 1:
+        ds = datasets[0]
+        shared = (ds.get("SharedFunctionalGroupsSequence") or [Dataset()])[0]
+        per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+        positions = []
+        for item in per_frame:
+            plane = item.get("PlanePositionSequence") or shared.get("PlanePositionSequence")
+            if not plane:
+                return None
+            positions.append(plane[0].ImagePositionPatient)
+        orientation = shared.get("PlaneOrientationSequence") or (
+            per_frame[0].get("PlaneOrientationSequence") if per_frame else None)
+        if not orientation or len(positions) != _number_of_frames(ds):
+            return None
+        iop = orientation[0].ImageOrientationPatient
+    else:
+        if not all("ImagePositionPatient" in d and "ImageOrientationPatient" in d
+                   for d in datasets):
+            return None
+        positions = [d.ImagePositionPatient for d in datasets]
+        iop = datasets[0].ImageOrientationPatient
+    iop = np.asarray(iop, float)
+    return np.asarray(positions, float), np.cross(iop[:3], iop[3:])
 
 
-def _order_sources(map_volume: MapLike, datasets: List[Dataset]) -> List[Dataset]:
-    """Sort single-frame sources to the map's K order and check the map's grid against them."""
-    if len(datasets) == 1:
-        return datasets
-    if not all("ImagePositionPatient" in d and "ImageOrientationPatient" in d for d in datasets):
-        raise InputError(getattr(datasets[0], "filename", None),
-                         "a series of several images without Image Position/Orientation (Patient) "
-                         "cannot be matched to the map's slices.",
-                         "pass the one image the map was computed from.")
-    normal = _slice_normal(datasets[0])
-    ordered = sorted(datasets, key=lambda d: float(np.dot(normal, np.asarray(
-        d.ImagePositionPatient, float))))
-    if isinstance(map_volume, ImageVolume):
-        positions = np.array([d.ImagePositionPatient for d in ordered], float)
-        ijk_to_lps = map_volume.ijk_to_lps()
-        k = np.arange(map_volume.shape[0])
-        planes = (ijk_to_lps @ np.stack([0 * k, 0 * k, k, 1 + 0 * k]))[:3].T
-        tolerance = 1e-2 * max(1.0, float(min(map_volume.spacing)))
-        if len(planes) == len(positions) and not np.allclose(planes, positions, atol=tolerance):
-            if np.allclose(planes, positions[::-1], atol=tolerance):
-                return ordered[::-1]
-            raise ValueError(
-                "write: the map's plane positions differ from the source slices' Image Position "
-                "(Patient): the map is on another grid. Resample it onto the source image "
-                "(e.g. with SimpleITK) before writing, or pass a plain (K, J, I) array in the "
-                "order of increasing slice position.")
-    return ordered
+def _align(map_volume: MapLike, datasets: List[Dataset],
+           name: str) -> Tuple[List[Dataset], np.ndarray]:
+    """Match the map's K axis to the source frames.
 
-
-def _map_array(map_volume: MapLike, datasets: List[Dataset], name: str) -> np.ndarray:
-    """The map as ``(frames, rows, columns)``, checked against the sources."""
+    Returns the sources and the map as ``(frames, rows, columns)`` such that ``array[f]`` belongs
+    to source frame ``f`` (single-frame sources are re-ordered to increasing slice position; the
+    map of a multi-frame source is re-ordered to its frame order). An :class:`ImageVolume`'s plane
+    positions are checked against the sources'.
+    """
     array = map_volume.array if isinstance(map_volume, ImageVolume) else np.asarray(map_volume)
     if array.ndim == 2:
         array = array[np.newaxis]
@@ -219,7 +222,33 @@ def _map_array(map_volume: MapLike, datasets: List[Dataset], name: str) -> np.nd
         raise ValueError(f"{name}: the map has shape {array.shape} but the source has "
                          f"(frames, rows, columns) = {expected}. Compute or resample the map on "
                          "the source image grid.")
-    return array
+    geometry = _source_frames(datasets)
+    if geometry is None:
+        if len(datasets) > 1:
+            raise InputError(getattr(datasets[0], "filename", None),
+                             "a series of several images without Image Position/Orientation "
+                             "(Patient) cannot be matched to the map's slices.",
+                             "pass the one image the map was computed from.")
+        return datasets, array
+    positions, normal = geometry
+    order = np.argsort(positions @ normal, kind="stable")   # source frame of each k
+    if isinstance(map_volume, ImageVolume) and len(positions) > 1:
+        k = np.arange(array.shape[0])
+        planes = (map_volume.ijk_to_lps() @ np.stack([0 * k, 0 * k, k, 1 + 0 * k]))[:3].T
+        tolerance = 1e-2 * max(1.0, float(min(map_volume.spacing)))
+        if not np.allclose(planes, positions[order], atol=tolerance):
+            if not np.allclose(planes, positions[order[::-1]], atol=tolerance):
+                raise ValueError(
+                    f"{name}: the map's plane positions differ from the source slices' Image "
+                    "Position (Patient): the map is on another grid. Resample it onto the source "
+                    "image (e.g. with SimpleITK) before writing, or pass a plain (K, J, I) array "
+                    "in the order of increasing slice position.")
+            order = order[::-1]
+    if len(datasets) > 1:
+        return [datasets[i] for i in order], array
+    in_frame_order = np.empty_like(array)
+    in_frame_order[order] = array
+    return datasets, in_frame_order
 
 
 def _with_plane_geometry(ds: Dataset) -> Dataset:
@@ -321,8 +350,8 @@ def write_parametric_map(
         InputError: the sources cannot be read or are not one image series.
     """
     datasets = load_source_datasets(source_datasets)
-    datasets = _order_sources(map_volume, datasets)
-    array = _map_array(map_volume, datasets, "write_parametric_map").astype(np.float32)
+    datasets, array = _align(map_volume, datasets, "write_parametric_map")
+    array = array.astype(np.float32)
     if not np.all(np.isfinite(array)):
         raise ValueError("write_parametric_map: the map holds NaN or infinite values; compute it "
                          "with postprocess='paper' (normalized to [0, 1]) or replace them.")
@@ -397,8 +426,7 @@ def write_seg(
         present (empty frames are kept, so each frame references its source).
     """
     datasets = load_source_datasets(source_datasets)
-    datasets = _order_sources(map_volume, datasets)
-    array = _map_array(map_volume, datasets, "write_seg")
+    datasets, array = _align(map_volume, datasets, "write_seg")
     if not np.isfinite(float(threshold)):
         raise ValueError(f"write_seg: threshold must be a finite number, got {threshold!r}.")
     if array.dtype == bool:

@@ -277,3 +277,25 @@ def test_sr_scoord3d_polygon_lands_on_its_slice(cohorts, tmp_path):
     expected = np.zeros(mask.shape[1:], bool)
     expected[j0:j1 + 1, i0:i1 + 1] = True           # voxel centres on the polygon's edges count
     assert _dice(mask[k], expected) > 0.8
+
+
+def test_seg_over_an_enhanced_multiframe_source_follows_its_frame_order(cohorts, tmp_path):
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    case, classic, mask = _truth(cohorts, "ct")
+    datasets = [pydicom.dcmread(p) for p in sorted((cohorts / "ct" / "dicom" / case).glob("*.dcm"))]
+    hd.legacy.LegacyConvertedEnhancedCTImage(
+        datasets, series_instance_uid=hd.UID(), series_number=9, sop_instance_uid=hd.UID(),
+        instance_number=1).save_as(tmp_path / "enhanced.dcm")
+    enhanced = pydicom.dcmread(tmp_path / "enhanced.dcm")
+    image = read_image(tmp_path / "enhanced.dcm")
+    frame_z = [float(f.PlanePositionSequence[0].ImagePositionPatient[2])
+               for f in enhanced.PerFrameFunctionalGroupsSequence]
+    in_frame_order = mask[np.argsort(np.argsort(frame_z))]   # frame f holds the slice at frame_z[f]
+    description = hd.seg.SegmentDescription(
+        segment_number=1, segment_label="nodule", segmented_property_category=codes.SCT.Tissue,
+        segmented_property_type=codes.SCT.Nodule, algorithm_type="MANUAL")
+    hd.seg.Segmentation([enhanced], in_frame_order.astype(np.uint8), "BINARY", [description], hd.UID(),
+                        5, hd.UID(), 1, "test", "test", "0", "0").save_as(tmp_path / "seg.dcm")
+    np.testing.assert_array_equal(read_ground_truth(tmp_path / "seg.dcm", image), mask)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 _TESTING = str(Path(__file__).resolve().parents[1])
 if _TESTING not in sys.path:  # the suite runs with --import-mode=importlib
-    sys.path.insert(0, _TESTING)
+    sys.path.append(_TESTING)   # last: never shadows an installed package
 
 import pytest  # noqa: E402
 

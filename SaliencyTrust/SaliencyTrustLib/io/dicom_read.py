@@ -438,7 +438,7 @@ def apply_window(values: np.ndarray, center: float, width: float, function: str 
     return np.clip((values - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0).astype(np.float32)
 
 
-def _voi(values: np.ndarray, pixels: np.ndarray, frame: _Frame, mode: str) -> tuple:
+def _voi(values: np.ndarray, pixels: np.ndarray, frame: _Frame) -> tuple:
     """Modality values -> [0, 1] display values, and what was applied."""
     dataset = frame.dataset
     if frame.window is not None:
@@ -526,7 +526,7 @@ def _stack_positioned(frames: List[_Frame], decode: _Decoder, path: Path, messag
                          "Split the series by AcquisitionNumber / EchoNumbers / TemporalPositionIdentifier "
                          "into separate folders, or pass duplicates='first' to keep the first slice.")
     frames, distances = kept, np.asarray(kept_d)
-    sI, sJ = _pixel_spacing(frames, path)[0]
+    (sI, sJ), pixel_spacing_source = _pixel_spacing(frames, path)
 
     pixels = [decode(f) for f in frames]
     values = [_modality(p, f)[0] for p, f in zip(pixels, frames)]
@@ -578,7 +578,8 @@ def _stack_positioned(frames: List[_Frame], decode: _Decoder, path: Path, messag
             sK = sK / float(k_axis @ normal)
     direction = np.stack([row_dir, col_dir, k_axis], axis=1)
     sops = [f.sop_instance_uid for f in frames]
-    extra = {"source_files": [str(f.path) for f in frames], "SOPInstanceUIDs": sops}
+    extra = {"source_files": [str(f.path) for f in frames], "SOPInstanceUIDs": sops,
+             "spacing_source": f"{pixel_spacing_source} + slice positions"}
     if any(f.frame_index is not None for f in frames):
         extra["frame_numbers"] = [None if f.frame_index is None else f.frame_index + 1 for f in frames]
     if resampled_along_k:  # the K slices no longer map one to one onto the instances
@@ -714,7 +715,7 @@ def read_dicom(path: PathLike, series_uid: Optional[str] = None, voi: str = "aut
     if positioned and (len(frames) > 1 or modality not in PROJECTION_MODALITIES):
         array, spacing, origin, direction, frames, pixels, extra = _stack_positioned(
             frames, decode, path, messages, irregular, gantry_tilt, duplicates)
-        spacing_source = "PixelSpacing + slice positions"
+        spacing_source = extra.pop("spacing_source")
         if len(frames) == 1:
             thickness = first.get("SpacingBetweenSlices") or first.get("SliceThickness")
             spacing = (spacing[0], spacing[1], float(thickness) if thickness else 1.0)
@@ -754,8 +755,14 @@ def read_dicom(path: PathLike, series_uid: Optional[str] = None, voi: str = "aut
             center, width, function = frames[0].window
             array = apply_window(array, center, width, function)
             voi_text = f"window center {center:g} width {width:g} ({function})"
+        elif all(f.window is None and (f.frame_index is not None or "VOILUTSequence" not in f.dataset)
+                 for f in frames):
+            # No VOI in the file: one min-max over the whole image, so frames stay comparable.
+            low, high = float(array.min()), float(array.max())
+            array = ((array - low) / (high - low) if high > low else np.zeros_like(array)).astype(np.float32)
+            voi_text = f"min-max ({low:g}..{high:g}; no VOI in the file)"
         else:
-            windowed = [_voi(array[k], pixels[k], f, voi) for k, f in enumerate(frames)]
+            windowed = [_voi(array[k], pixels[k], f) for k, f in enumerate(frames)]
             array = np.stack([w[0] for w in windowed]).astype(np.float32)
             voi_text = windowed[0][1]
     inverted = False

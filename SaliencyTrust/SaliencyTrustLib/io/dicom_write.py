@@ -50,7 +50,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import highdicom as hd
 from highdicom.coding_schemes import CodingSchemeIdentificationItem

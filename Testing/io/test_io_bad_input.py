@@ -11,7 +11,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from SaliencyTrustLib.cli import main as cli_main
-from SaliencyTrustLib.io import (InputError, InputWarning, iter_cohort, read_ground_truth, read_image, rle_encode)
+from SaliencyTrustLib.io import (InputError, InputWarning, boxes_to_mask, iter_cohort, read_ground_truth, read_image, rle_encode)
 from SaliencyTrustLib.io.synth import write_synthetic_cohort
 
 
@@ -143,7 +143,20 @@ def test_prepare_rsna_layout_into_the_datalist(cohort, tmp_path):
     expected[50:70, 40:70] = expected[60:100, 120:140] = True
     np.testing.assert_array_equal(cases[ids[1]].mask[0], expected)
     dicom = read_image(out / items[ids[1]]["dicom"])
-    np.testing.assert_allclose(cases[ids[1]].image.array, dicom.array, atol=1e-6)
+    assert cases[ids[1]].image.array.max() > 1          # uint16 by default: v * 65535
+    np.testing.assert_allclose(cases[ids[1]].image.array / 65535, dicom.array, atol=1e-5)
+    assert cases[ids[1]].image.same_grid(dicom)
+    # --size: the paper's rasterization of RSNA boxes on the resized image.
+    small = tmp_path / "small"
+    assert cli_main(["prepare", "--rsna", str(tmp_path / "stage_2_train_labels.csv"), "--images",
+                     str(images), "--out", str(small), "--size", "160", "--dtype", "uint8"]) == 0
+    resized = {c.case_id: c for c in iter_cohort(small)}[ids[1]]
+    assert resized.image.shape == (1, 160, 160) and resized.image.array.dtype == np.uint8
+    boxes = [(40, 50, 30, 20), (120, 60, 20, 40)]
+    np.testing.assert_array_equal(resized.mask[0], boxes_to_mask(boxes, (160, 160), study_scaling=True,
+                                                                 original_size=224))
+    centre = dicom.ijk_to_lps() @ [111.5, 111.5, 0, 1]      # the image centre stays in place
+    np.testing.assert_allclose(resized.image.ijk_to_lps() @ [79.5, 79.5, 0, 1], centre, atol=1e-6)
 
 
 def test_prepare_siim_layout_into_the_datalist(cohort, tmp_path):

@@ -205,14 +205,40 @@ def _find_dicoms(folder: Path) -> Dict[str, Path]:
     return found
 
 
+def _resize_radiograph(image: ImageVolume, size: int) -> ImageVolume:
+    """``size x size`` copy of a one-slice image; voxel centres keep their patient positions."""
+    from skimage.transform import resize
+
+    _, rows, cols = image.shape
+    array = resize(image.array[0], (size, size), order=1, anti_aliasing=(rows > size or cols > size),
+                   preserve_range=True).astype(np.float32)
+    scale_i, scale_j = cols / size, rows / size
+    spacing = (image.spacing[0] * scale_i, image.spacing[1] * scale_j, image.spacing[2])
+    shift = image.direction @ np.array([(scale_i - 1) / 2 * image.spacing[0],
+                                        (scale_j - 1) / 2 * image.spacing[1], 0.0])
+    return ImageVolume(array, spacing, np.asarray(image.origin) + shift, image.direction,
+                       {**image.metadata, "resized_from": [rows, cols]})
+
+
+def _encode(array: np.ndarray, dtype: str) -> np.ndarray:
+    values = np.clip(np.asarray(array, np.float32), 0.0, 1.0)
+    if dtype == "float32":
+        return values
+    if dtype == "uint16":
+        return np.round(values * 65535).astype(np.uint16)
+    if dtype == "uint8":
+        return np.round(values * 255).astype(np.uint8)
+    raise InputError(None, f"dtype={dtype!r} is not one of float32, uint16, uint8.", "Pick one of them.")
+
+
 def prepare_cohort(out_dir: PathLike, images_dir: PathLike, *, rsna: Optional[PathLike] = None,
                    siim: Optional[PathLike] = None, seed: int = 0, limit: Optional[int] = None,
-                   ) -> Dict[str, Any]:
+                   size: Optional[int] = None, dtype: str = "uint16") -> Dict[str, Any]:
     """Turn an RSNA Pneumonia or SIIM-ACR download into the datalist layout of the synthetic cohort.
 
     Args:
-        out_dir: output folder: ``nifti/<id>.nii.gz`` (display values in [0, 1], as
-            :func:`read_image` gives them), ``masks/<id>.nii.gz`` (uint8 boxes / RLE masks at the
+        out_dir: output folder: ``nifti/<id>.nii.gz`` (the display values :func:`read_image`
+            gives, in [0, 1], stored as ``dtype``), ``masks/<id>.nii.gz`` (uint8 boxes / RLE masks at the
             image's resolution), ``labels.csv``, ``datalist.json`` (``dicom`` points at the original
             file), ``skipped.json`` (cases that could not be read, with the reason).
         images_dir: folder of the DICOM files (searched recursively; file stem = RSNA ``patientId`` /
@@ -221,6 +247,13 @@ def prepare_cohort(out_dir: PathLike, images_dir: PathLike, *, rsna: Optional[Pa
         siim: ``train-rle.csv`` (``ImageId, EncodedPixels``).
         seed: split seed (60/20/20, stratified, :func:`SaliencyTrustLib.io.split_case_ids`).
         limit: take only the first ``limit`` cases of the CSV (for a trial run).
+        size: resize every image to ``size x size`` (bilinear with anti-aliasing; spacing and origin
+            follow). RSNA boxes are then rasterized with the reference study's rule
+            (``int(size * c / (W - 1))``, inclusive; ``size=320`` reproduces the paper's masks);
+            SIIM masks are decoded at full resolution and resized nearest-neighbour.
+        dtype: NIfTI image type: ``"uint16"`` (default, ``round(v * 65535)``), ``"uint8"``
+            (``round(v * 255)``, enough for the 8-bit RSNA/SIIM files) or ``"float32"`` ([0, 1]).
+            The bundle min-max scales each image, so the type only changes the file size.
 
     Returns:
         summary ``{"out", "n", "positives", "skipped", "split"}``.
@@ -251,11 +284,23 @@ def prepare_cohort(out_dir: PathLike, images_dir: PathLike, *, rsna: Optional[Pa
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 image = read_image(dicoms[case_id])
+            if image.shape[0] != 1:
+                raise InputError(dicoms[case_id], f"is a {image.shape[0]}-slice image; RSNA/SIIM cases "
+                                 "are single radiographs.", "Check that --images is the radiograph folder.")
+            full_shape = image.shape
+            if size is not None:
+                image = _resize_radiograph(image, size)
             if rsna is not None:
-                mask = boxes_to_mask(table[case_id], image.shape, path=csv_path)
+                mask = boxes_to_mask(table[case_id], image.shape, path=csv_path, study_scaling=size is not None,
+                                     original_size=full_shape[2])
             else:
-                mask = siim_mask(table[case_id], image.shape, path=csv_path)[np.newaxis]
-            save_volume(image, out / "nifti" / f"{case_id}.nii.gz")
+                mask = siim_mask(table[case_id], full_shape, path=csv_path)[np.newaxis]
+                if size is not None:
+                    from skimage.transform import resize
+
+                    mask = resize(mask[0].astype(np.float32), (size, size), order=0, anti_aliasing=False,
+                                  preserve_range=True)[np.newaxis] > 0.5
+            save_volume(image.with_array(_encode(image.array, dtype)), out / "nifti" / f"{case_id}.nii.gz")
             save_volume(image.with_array(np.asarray(mask, np.uint8).reshape(image.shape)),
                         out / "masks" / f"{case_id}.nii.gz")
         except InputError as error:
@@ -288,13 +333,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (nifti/, masks/, datalist.json)")
     parser.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N cases of the CSV")
+    parser.add_argument("--size", type=int, default=None,
+                        help="resize images to SIZE x SIZE (RSNA boxes then follow the paper's "
+                             "int(SIZE*c/1023) rule; 320 reproduces the study)")
+    parser.add_argument("--dtype", choices=("uint16", "uint8", "float32"), default="uint16",
+                        help="NIfTI image type (default uint16; values are [0, 1] display values scaled)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Prepare the cohort and print a summary; exit 1 when no case could be read."""
     try:
         summary = prepare_cohort(args.out, args.images, rsna=args.rsna, siim=args.siim,
-                                 seed=args.seed, limit=args.limit)
+                                 seed=args.seed, limit=args.limit, size=args.size, dtype=args.dtype)
     except InputError as error:
         print(f"saliency-trust prepare: {error}")
         return 2

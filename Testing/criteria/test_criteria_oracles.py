@@ -178,3 +178,34 @@ def test_quantus_agrees_on_relevance_mass_rank_and_roc_auc():
     np.testing.assert_allclose(relevance_rank(maps[:, 0], masks[:, 0]), q_rank, atol=1e-9)
     np.testing.assert_allclose(roc_auc(maps[:, 0], masks[:, 0]), q_auc, atol=1e-9)
     assert q_auc.mean() > 0.7                # the maps are informative, the check is not vacuous
+
+
+def test_boxes_are_rasterized_and_unioned_for_localization():
+    from SaliencyTrustLib.criteria import masks_from_boxes
+
+    boxes = [[(2, 3, 4, 2)], [(0, 0, 2, 2), (5, 5, 3, 3)]]
+    masks = masks_from_boxes(boxes, (10, 10))
+    assert masks.shape == (2, 10, 10) and masks.dtype == bool
+    assert masks[0, 3:5, 2:6].all() and masks[0].sum() >= 8
+    assert masks[1, 0, 0] and masks[1, 6, 6] and not masks[1, 3, 3]   # two boxes, one mask
+    maps = masks.astype(np.float32) + 0.01 * np.random.default_rng(0).random(masks.shape)
+    result = localization_utility({"perfect": maps}, masks, n_resamples=100)
+    assert result.summary["perfect"]["mean"] == pytest.approx(1.0)
+    assert result.reference_baseline == "baseline:uniform_random" and "absent" in result.rule
+
+
+def test_quantus_ssim_equals_ours_with_its_data_range():
+    """Quantus' ssim sets data_range = max - min of the pair: 1 for min-max-normalized maps."""
+    from quantus.functions.similarity_func import ssim as quantus_ssim
+
+    from SaliencyTrustLib.metrics import ssim
+
+    rng = np.random.default_rng(3)
+    a = rng.random((4, 24, 24))
+    b = 0.5 * a + 0.5 * rng.random((4, 24, 24))
+    for maps in (a, b):
+        maps -= maps.min(axis=(1, 2), keepdims=True)
+        maps /= maps.max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(ssim(a, b, data_range=1.0), quantus_ssim(a, b, batched=True),
+                               atol=1e-9)
+    assert not np.allclose(ssim(a, b, preset="paper"), quantus_ssim(a, b, batched=True))

@@ -147,3 +147,12 @@ def test_example_input_inference_error_is_clear():
 
     with pytest.raises(ValueError, match="example_input"):
         cascading_randomization(NoShape())
+
+
+def test_3d_models_are_traced_from_an_inferred_volume_input():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv3d(1, 2, 3), nn.BatchNorm3d(2), nn.ReLU(),
+                          nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(2, 2))
+    cascade = cascading_randomization(model, granularity="layers")
+    assert cascade.state_names == ["original", "5", "1", "0"]
+    assert cascade.settings()["units"][0]["name"] == "5"

@@ -71,6 +71,8 @@ def test_pull_compute_push_and_read_results_back(orthanc, synthetic_cohort, tmp_
     (source_series,) = store.list_series(study_uid)
     files = store.pull_series(study_uid, source_series["SeriesInstanceUID"], tmp_path / "pulled")
     assert len(files) == int(source_series["NumberOfSeriesRelatedInstances"])
+    listed = store.list_instances(study_uid, source_series["SeriesInstanceUID"])
+    assert {i["SOPInstanceUID"] for i in listed} == {f.stem for f in files}
     volume = read_image(files[0].parent)
     sources = read_source_datasets(volume)
 
@@ -111,10 +113,14 @@ def test_pull_compute_push_and_read_results_back(orthanc, synthetic_cohort, tmp_
         np.testing.assert_array_equal(pixels[index], saliency[k])
 
     (seg_back,) = store.retrieve_series(study_uid, series["SEG"]["SeriesInstanceUID"])
+    seg_back.save_as(tmp_path / "seg_back.dcm", enforce_file_format=True)
+    assert dciodvfy(tmp_path / "seg_back.dcm").errors == []
     assert seg_back.SegmentSequence[0].SegmentLabel == f"gradient saliency >= {THRESHOLD:g}"
     assert int(seg_back.pixel_array.sum()) == int((saliency >= THRESHOLD).sum())
 
     (sr_back,) = store.retrieve_series(study_uid, series["SR"]["SeriesInstanceUID"])
+    sr_back.save_as(tmp_path / "sr_back.dcm", enforce_file_format=True)
+    assert dciodvfy(tmp_path / "sr_back.dcm").errors == []
     report = hd.sr.ComprehensiveSR.from_dataset(sr_back)
     (group,) = report.content.get_image_measurement_groups()
     (measurement,) = [m for m in group.get_measurements()

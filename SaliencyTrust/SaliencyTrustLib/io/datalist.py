@@ -152,7 +152,10 @@ class CohortReader:
         for item in self._items():
             case_id = str(item.get("case_id"))
             label = item.get("label")
-            label = None if label is None else int(np.asarray(label).ravel()[0])
+            if label is not None:
+                values = np.asarray(label).ravel()
+                # a scalar / [label] / one-hot [p0, p1] (MONAI datalists use each)
+                label = int(values[0]) if values.size == 1 else int(np.argmax(values))
             if self.positives_only and label == 0:
                 continue
             image_path = item.get(self.image_key)

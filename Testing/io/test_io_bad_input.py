@@ -181,3 +181,14 @@ def test_prepare_siim_layout_into_the_datalist(cohort, tmp_path):
     for uid, mask in truth.items():
         np.testing.assert_array_equal(cases[uid].mask[0], mask)
         assert cases[uid].label == int(mask.any())
+
+
+def test_iter_cohort_reads_a_datalist_dict_with_one_hot_labels(cohort):
+    datalist = json.loads((cohort / "datalist.json").read_text())
+    items = []
+    for item in datalist["test"]:
+        item = {**item, "label": [1 - item["label"], item["label"]]}
+        items.append({k: (str(cohort / v) if k in ("image", "mask", "dicom") else v) for k, v in item.items()})
+    cases = list(iter_cohort({"test": items}))
+    assert [(c.case_id, c.label) for c in cases] == [(i["case_id"], i["label"][1]) for i in items]
+    assert all(c.split == "test" for c in cases)

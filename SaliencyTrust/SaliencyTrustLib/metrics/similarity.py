@@ -108,23 +108,21 @@ class SSIMOptions:
 
 
 def _filter(array: np.ndarray, options: SSIMOptions, pad: int) -> np.ndarray:
-    """Window-average ``array`` (batch axis 0) along each spatial axis and crop ``pad`` per side.
+    """Window-average ``array`` (batch axis 0) over its spatial axes and crop ``pad`` per side.
 
     The filters and the ``reflect`` border are scikit-image's (``ndimage.uniform_filter`` /
-    ``skimage.filters.gaussian``), axis by axis; each axis is cropped right after its own pass
-    (filters along different axes commute), which saves the work on the discarded border.
+    ``skimage.filters.gaussian``, i.e. ``ndimage.gaussian_filter``), with a window of 1 (sigma 0)
+    along the batch axis, which ndimage skips: each item is filtered exactly as alone.
     """
-    out = array
-    for axis in range(1, array.ndim):
-        if options.gaussian_weights:
-            out = ndimage.gaussian_filter1d(out, options.sigma, axis=axis, mode="reflect",
-                                            truncate=options.truncate)
-        else:
-            out = ndimage.uniform_filter1d(out, options.win_size, axis=axis, mode="reflect")
-        if pad:
-            index = [slice(None)] * out.ndim
-            index[axis] = slice(pad, out.shape[axis] - pad)
-            out = out[tuple(index)]
+    spatial = array.ndim - 1
+    if options.gaussian_weights:
+        out = ndimage.gaussian_filter(array, sigma=(0.0,) + (options.sigma,) * spatial,
+                                      mode="reflect", truncate=options.truncate)
+    else:
+        out = ndimage.uniform_filter(array, size=(1,) + (options.win_size,) * spatial,
+                                     mode="reflect")
+    if pad:
+        out = out[(slice(None),) + (slice(pad, -pad),) * spatial]
     return np.ascontiguousarray(out)
 
 
@@ -265,6 +263,19 @@ def ssim_pairs(maps_a: Any, maps_b: Any, pairs: Any, data_range: Optional[float]
     return finish(values, reasons, return_reasons)
 
 
+def _as_slice(index: np.ndarray):
+    """A run of consecutive indices as a slice (numpy then returns views, not copies)."""
+    if index.size and index[-1] - index[0] == index.size - 1 and (
+            index.size == 1 or bool(np.all(np.diff(index) == 1))):
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return index
+
+
+def _take(used: np.ndarray, index):
+    """``used[index]`` as a slice when it is a run of consecutive map indices."""
+    return _as_slice(used[index])
+
+
 def _cov_norm(options: SSIMOptions, ndim: int) -> float:
     n_window = options.win_size ** ndim
     return n_window / (n_window - 1.0) if options.use_sample_covariance else 1.0
@@ -281,9 +292,9 @@ def _ssim_from_stats(a, b, used_a, used_b, pos_a, pos_b, stats_a, stats_b, optio
     # Pairs sharing a map reuse its statistics; per pair only the product x * y is filtered.
     # The arithmetic below is scikit-image's, in the same order, done in place on small chunks.
     def run(lo: int) -> None:
-        ia, ib = pos_a[lo:lo + step], pos_b[lo:lo + step]
-        x = a[used_a[ia]].astype(cast, copy=False)
-        y = b[used_b[ib]].astype(cast, copy=False)
+        ia, ib = _as_slice(pos_a[lo:lo + step]), _as_slice(pos_b[lo:lo + step])
+        x = a[_take(used_a, ia)].astype(cast, copy=False)
+        y = b[_take(used_b, ib)].astype(cast, copy=False)
         uxy = _filter(x * y, options, stats_a.pad)
         ux, uy = stats_a.mean[ia], stats_b.mean[ib]
         prod = ux * uy

@@ -108,6 +108,11 @@ def test_sensitivity_pass_rule_and_reproducible_curves():
     assert not first.passed and first.first_below is None
     np.testing.assert_array_equal(first.ssim, second.ssim)
     assert first.baseline.mean < 0.1
+    independent = randomization_sensitivity(trained, positives.numpy(), ["fixed"],
+                                            saliency_fn=shuffled_map, granularity="layers",
+                                            n_pairs=3, mode="independent", rule="final")["fixed"]
+    assert not independent.passed and "independent" in independent.rule
+    assert independent.states == first.states
 
 
 def test_identical_models_give_repeatability_one():

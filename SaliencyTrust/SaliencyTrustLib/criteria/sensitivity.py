@@ -280,10 +280,14 @@ def randomization_sensitivity(model, images, methods: Sequence[Any], *,
             curve = np.array([mean_or_nan(values[:, s].ravel()) for s in range(values.shape[1])])
             rho_curve = np.array([mean_or_nan(rhos[:, s].ravel()) for s in range(rhos.shape[1])])
         passed, first = _verdict(curve, states, baseline.mean, rule)
+        rule_text = SENSITIVITY_RULES[rule]
+        if mode == "independent":
+            rule_text = rule_text.replace("cascading-randomization state", "randomization state") + (
+                " (independent randomization: each state re-initializes one unit only)")
         results[name] = SensitivityResult(
             method=name, states=list(states), ssim=values, spearman=rhos, ssim_curve=curve,
             spearman_curve=rho_curve, n_undefined=np.isnan(values).sum(axis=(0, 2)),
-            baseline=baseline, passed=passed, first_below=first, rule=SENSITIVITY_RULES[rule],
+            baseline=baseline, passed=passed, first_below=first, rule=rule_text,
             params={"mode": mode, "granularity": granularity, "seed": seed,
                     "replicates": replicates, "bn_policy": bn_policy, "rule": rule,
                     "n_pairs": n_pairs, "baseline_seed": baseline_seed, "ssim_options": options,

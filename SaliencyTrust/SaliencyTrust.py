@@ -89,11 +89,14 @@ PIP_REQUIREMENTS = (
 )
 MINIMUM_TORCH_VERSION = "2.2"
 
-#: Preferred colour maps of the saliency overlay, first found wins (the file-based tables exist in
-#: a full Slicer; the procedural rainbow exists in any MRML scene with the colour logic).
-MAP_COLOR_NODE_IDS = ("vtkMRMLColorTableNodeFileColdToHotRainbow.txt",
-                      "vtkMRMLColorTableNodeFileInferno.txt",
-                      "vtkMRMLColorTableNodeRainbow")
+#: Name of the overlay colour table the module adds to the scene (blue = low, red = high, the
+#: "jet" look of saliency papers), the same in Slicer and headless.
+MAP_COLOR_TABLE_NAME = "SaliencyTrust jet"
+#: Control points of that table: (position in [0, 1], R, G, B).
+MAP_COLOR_POINTS = ((0.0, 0.0, 0.0, 0.5), (0.125, 0.0, 0.0, 1.0), (0.375, 0.0, 1.0, 1.0),
+                    (0.625, 1.0, 1.0, 0.0), (0.875, 1.0, 0.0, 0.0), (1.0, 0.5, 0.0, 0.0))
+#: Map values below this are transparent in the overlay (display only; the map is unchanged).
+OVERLAY_TRANSPARENT_BELOW = 0.1
 
 #: Attribute set on every node this module creates, so a rerun replaces rather than piles up.
 OUTPUT_ATTRIBUTE = "SaliencyTrust.Output"
@@ -296,6 +299,8 @@ class SaliencyTrustWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelButton.enabled = running
         self.ui.exportButton.enabled = bool(p.outputTable) and not running
         self.ui.resultsTableView.setMRMLTableNode(p.outputTable)
+        if self._result is not None and self._result.mapNodes:
+            self.logic.setOverlayOpacity(p.overlayOpacity)
 
     def onMethodsChanged(self, item=None) -> None:
         widget = self.ui.methodsListWidget
@@ -1173,10 +1178,20 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
                 yield node
 
     def _colorNodeID(self) -> str:
-        for nodeID in MAP_COLOR_NODE_IDS:
-            if self.scene.GetNodeByID(nodeID) is not None:
-                return nodeID
-        return ""
+        """ID of the overlay colour table, added to the scene on first use."""
+        for index in range(self.scene.GetNumberOfNodesByClass("vtkMRMLColorTableNode")):
+            node = self.scene.GetNthNodeByClass(index, "vtkMRMLColorTableNode")
+            if node.GetName() == MAP_COLOR_TABLE_NAME:
+                return node.GetID()
+        table = self.scene.AddNewNodeByClass("vtkMRMLColorTableNode", MAP_COLOR_TABLE_NAME)
+        table.SetTypeToUser()
+        table.SetNumberOfColors(256)
+        positions = [p[0] for p in MAP_COLOR_POINTS]
+        for index in range(256):
+            rgb = [float(np.interp(index / 255.0, positions, [p[c] for p in MAP_COLOR_POINTS])) for c in (1, 2, 3)]
+            table.SetColor(index, f"{index / 255.0:.3f}", *rgb, 1.0)
+        table.SetAttribute(OUTPUT_ATTRIBUTE, "colors")
+        return table.GetID()
 
     def createMapVolumeNode(self, mapArray: np.ndarray, referenceVolumeNode, method: str):
         """A scalar volume holding ``mapArray`` ``(K, J, I)`` with the reference's geometry.
@@ -1196,14 +1211,13 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         node.SetAttribute("SaliencyTrust.Method", method)
         node.CreateDefaultDisplayNodes()
         display = node.GetDisplayNode()
-        colorNodeID = self._colorNodeID()
-        if colorNodeID:
-            display.SetAndObserveColorNodeID(colorNodeID)
+        display.SetAndObserveColorNodeID(self._colorNodeID())
         display.AutoWindowLevelOff()
         display.SetWindowLevelMinMax(0.0, 1.0)
+        display.AutoThresholdOff()
         display.SetApplyThreshold(True)
-        display.SetLowerThreshold(0.05)
-        display.SetUpperThreshold(1.0)
+        display.SetLowerThreshold(OVERLAY_TRANSPARENT_BELOW)
+        display.SetUpperThreshold(2.0)  # above the maximum 1: the peak must stay visible
         return node
 
     def createTableNode(self, result: EvaluationResult, referenceVolumeNode):
@@ -1300,6 +1314,12 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
             composite.SetForegroundVolumeID(mapNode.GetID())
             composite.SetForegroundOpacity(float(opacity))
 
+    def setOverlayOpacity(self, opacity: float) -> None:
+        """Opacity of the map overlay in every slice view."""
+        compositeNodes = self.scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
+        for index in range(compositeNodes.GetNumberOfItems()):
+            compositeNodes.GetItemAsObject(index).SetForegroundOpacity(float(opacity))
+
     def showPlot(self, plotChartNode) -> None:
         """Show the chart in the layout's plot view (needs the application; no-op headless)."""
         app = getattr(slicer, "app", None)
@@ -1382,7 +1402,7 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         from SaliencyTrustLib.io.dicom_write import write_scorecard_files
         from SaliencyTrustLib.io.nifti_write import write_nifti
 
-        if not directory:
+        if not directory or str(directory) in ("", "."):
             raise ValueError(_("Choose an export folder."))
         if not result.maps:
             raise ValueError(_("Nothing to export: no map was computed."))
@@ -1442,11 +1462,114 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
 
 
 class SaliencyTrustTest(ScriptedLoadableModuleTest):
-    """Runs inside Slicer (Developer mode > Reload and Test, or Slicer --python-code)."""
+    """The whole module inside Slicer: Developer mode > "Reload and Test", or
+    ``Slicer --no-main-window --python-code "import SaliencyTrust; SaliencyTrust.SaliencyTrustTest().runTest()"``.
+
+    Data: a synthetic chest radiograph (``SaliencyTrustLib.synthetic``, nothing downloaded) on an
+    oblique, anisotropic grid, its lesion as a segmentation and as an ROI box, one other image for
+    the baselines, and the repository's MONAI bundle (``MonaiBundle/``) as the model.
+    """
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
-        self.test_SaliencyTrust1()
+        self.test_SaliencyTrust_Logic()
+        if getattr(slicer, "app", None) is not None and hasattr(slicer.app, "layoutManager"):
+            self.setUp()
+            self.test_SaliencyTrust_Widget()
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def _addStudy(self):
+        """Input volume (oblique, anisotropic), segmentation, ROI, one baseline image."""
+        from SaliencyTrustLib.synthetic import make_cohort
+
+        cases = make_cohort(6, seed=0, kind="cxr")
+        positive = next(c for c in cases if c.label == 1)
+        other = next(c for c in cases if c is not positive)
+        angle = 0.3
+        ijkToRas = np.array([[0.7 * np.cos(angle), -0.5 * np.sin(angle), 0.0, 20.0],
+                             [0.7 * np.sin(angle), 0.5 * np.cos(angle), 0.0, -40.0],
+                             [0.0, 0.0, 1.0, 5.0],
+                             [0.0, 0.0, 0.0, 1.0]])
+        volume = slicer.util.addVolumeFromArray(positive.image[None], ijkToRas, "SaliencyTrustTest chest")
+        baseline = slicer.util.addVolumeFromArray(other.image[None], ijkToRas, "SaliencyTrustTest other")
+        labels = slicer.util.addVolumeFromArray(positive.mask[None].astype(np.uint8), ijkToRas,
+                                                "SaliencyTrustTest labels", "vtkMRMLLabelMapVolumeNode")
+        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "SaliencyTrustTest lesion")
+        slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labels, segmentation)
+        slicer.mrmlScene.RemoveNode(labels)
+        x, y, w, h = positive.boxes[0][:4]
+        cornerA = ijkToRas @ np.array([x, y, 0.0, 1.0])
+        cornerB = ijkToRas @ np.array([x + w, y + h, 0.0, 1.0])
+        roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "SaliencyTrustTest box")
+        roi.SetCenter(*((cornerA + cornerB) / 2)[:3])
+        roi.SetSize(*(np.abs(cornerA - cornerB)[:3] + np.array([0.0, 0.0, 1.0])))
+        return volume, segmentation, roi, baseline, positive.mask[None]
+
+    # -- tests --------------------------------------------------------------------------------
+
+    def test_SaliencyTrust_Logic(self):
+        """Logic only (no GUI): maps on the input grid, scorecard, plot, export."""
+        import tempfile
+
+        self.delayDisplay("Saliency Trust: logic")
+        logic = SaliencyTrustLogic()
+        logic.ensureDependencies(askConfirmation=False)
+        volume, segmentation, roi, baseline, mask = self._addStudy()
+        methods = ["gradient", "gradcam"]
+        result = logic.process(volume, DEFAULT_BUNDLE_DIR, methods, segmentationNode=segmentation,
+                               roiNodes=[roi], baselineVolumeNodes=[baseline], criteria=list(CRITERIA))
+        self.assertTrue((result.request.groundTruth >= mask).all())
+        self.assertEqual(set(result.mapNodes), set(methods))
+        inputMatrix, mapMatrix = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+        volume.GetIJKToRASMatrix(inputMatrix)
+        for method, node in result.mapNodes.items():
+            node.GetIJKToRASMatrix(mapMatrix)
+            np.testing.assert_allclose(logic._vtkMatrixToArray(mapMatrix), logic._vtkMatrixToArray(inputMatrix))
+            values = slicer.util.arrayFromVolume(node)
+            self.assertEqual(values.shape, slicer.util.arrayFromVolume(volume).shape)
+            self.assertTrue(0.0 <= values.min() and values.max() <= 1.0)
+        self.assertEqual(result.tableNode.GetNumberOfRows(), len(methods) * len(CRITERIA))
+        self.assertIsNotNone(result.plotChartNode)
+        with tempfile.TemporaryDirectory() as folder:
+            written = logic.exportResults(result, folder)
+            self.assertEqual(len(written), len(methods) + 2)
+            for path in written:
+                self.assertTrue(path.exists() and path.stat().st_size > 0, path)
+        self.delayDisplay("Saliency Trust: logic passed")
+
+    def test_SaliencyTrust_Widget(self):
+        """The GUI path: select inputs in the panel, Apply (threaded), switch maps, export."""
+        import tempfile
+
+        self.delayDisplay("Saliency Trust: widget")
+        slicer.util.selectModule("SaliencyTrust")
+        widget = slicer.modules.saliencytrust.widgetRepresentation().self()
+        volume, segmentation, roi, baseline, _mask = self._addStudy()
+        parameters = widget._parameterNode
+        parameters.inputVolume = volume
+        parameters.groundTruthSegmentation = segmentation
+        parameters.groundTruthROIs = [roi]
+        parameters.baselineVolumes = [baseline]
+        parameters.methods = ["gradient", "gradcam"]
+        parameters.modelPath = Path(DEFAULT_BUNDLE_DIR)
+        self.assertTrue(widget.ui.applyButton.enabled)
+        widget.onApplyButton()
+        deadline = time.time() + 600
+        while widget._runner is not None and time.time() < deadline:
+            slicer.app.processEvents()
+            time.sleep(0.02)
+        self.assertIsNone(widget._runner, "the evaluation did not finish in 10 minutes")
+        self.assertIsNotNone(parameters.outputTable)
+        self.assertEqual(widget.ui.displayedMethodComboBox.count, 2)
+        widget.ui.displayedMethodComboBox.setCurrentText("gradcam")
+        composite = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceCompositeNode()
+        self.assertEqual(composite.GetForegroundVolumeID(), widget._result.mapNodes["gradcam"].GetID())
+        with tempfile.TemporaryDirectory() as folder:
+            parameters.exportDirectory = Path(folder)
+            widget.onExportButton()
+            self.assertTrue(any(Path(folder).glob("*_scorecard.csv")))
+        self.delayDisplay("Saliency Trust: widget passed")

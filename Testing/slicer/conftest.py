@@ -78,7 +78,11 @@ def _install_standins() -> None:
         slm.ScriptedLoadableModule = ScriptedLoadableModule
         slm.ScriptedLoadableModuleWidget = ScriptedLoadableModuleWidget
         slm.ScriptedLoadableModuleLogic = ScriptedLoadableModuleLogic
-        slm.ScriptedLoadableModuleTest = unittest.TestCase
+        class ScriptedLoadableModuleTest(unittest.TestCase):
+            def delayDisplay(self, message, msec=1000):
+                print(message)
+
+        slm.ScriptedLoadableModuleTest = ScriptedLoadableModuleTest
         sys.modules["slicer.ScriptedLoadableModule"] = slm
         slicer.ScriptedLoadableModule = slm
     if not _importable("slicer.parameterNodeWrapper"):
@@ -188,9 +192,11 @@ def st():
     return load_module()
 
 
-@pytest.fixture
-def scene():
-    """A fresh MRML scene with the colour tables and the Red/Yellow/Green slice logics, as in Slicer."""
+def new_scene():
+    """A fresh MRML scene with the colour tables and the Red/Yellow/Green slice logics, as in Slicer.
+
+    Also made ``slicer.mrmlScene`` (what the module's code uses by default).
+    """
     import slicer
 
     load_module()
@@ -209,9 +215,18 @@ def scene():
         logic.SetMRMLScene(scene)
         logic.SetSliceNode(sliceNode)
         sliceLogics.append(logic)
-    previous = getattr(slicer, "mrmlScene", None)
-    slicer.mrmlScene = scene
     scene._keepAlive = (colors, app, sliceLogics)  # type: ignore[attr-defined]
+    slicer.mrmlScene = scene
+    return scene
+
+
+@pytest.fixture
+def scene():
+    """See :func:`new_scene`; the previous ``slicer.mrmlScene`` is restored afterwards."""
+    import slicer
+
+    previous = getattr(slicer, "mrmlScene", None)
+    scene = new_scene()
     yield scene
     slicer.mrmlScene = previous
     scene.Clear(1)

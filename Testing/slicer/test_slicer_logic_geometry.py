@@ -121,5 +121,5 @@ def test_map_volume_node_has_input_geometry(st, scene, mk):
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), maps)
     assert node.GetTransformNodeID() == transform.GetID()
     display = node.GetDisplayNode()
-    assert display.GetColorNodeID() in st.MAP_COLOR_NODE_IDS
+    assert display.GetColorNode().GetName() == st.MAP_COLOR_TABLE_NAME
     assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == (0.0, 1.0)

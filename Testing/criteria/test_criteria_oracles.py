@@ -153,6 +153,8 @@ def test_different_image_baseline_is_seeded_and_uses_distinct_images():
     assert a.mean == b.mean and not np.array_equal(a.pairs, c.pairs)
     assert a.pairs.shape == (60 * 50, 2)
     assert (a.pairs[:, 0] != a.pairs[:, 1]).all()
+    one = different_image_baseline(maps, n_pairs=50, seed=1, data_range=1.0)
+    assert one.ssim_options["data_range"] == 1.0 and one.mean != a.mean
     small = different_image_baseline(maps[:5], n_pairs=50)
     assert small.pairs.shape == (5 * 4, 2)           # all other images when fewer than 50
 

@@ -88,7 +88,8 @@ def _draw_pairs(n_items: int, n_pairs: int, seed: int) -> np.ndarray:
 
 def different_image_baseline(maps: Any, n_pairs: int = 50, seed: int = 0,
                              ssim_options: Optional[Dict[str, Any]] = None,
-                             with_spearman: bool = False) -> DifferentImageBaseline:
+                             with_spearman: bool = False,
+                             data_range: Optional[float] = None) -> DifferentImageBaseline:
     """Mean SSIM between maps of different images (the sensitivity and consistency baseline).
 
     Args:
@@ -99,11 +100,14 @@ def different_image_baseline(maps: Any, n_pairs: int = 50, seed: int = 0,
         ssim_options: keyword arguments of :func:`SaliencyTrustLib.metrics.ssim`
             (default ``{"preset": "paper"}``).
         with_spearman: also compute the mean Spearman correlation over the same pairs.
+        data_range: shortcut for ``ssim_options={"data_range": ...}`` (overrides the preset's 2).
 
     Returns:
         :class:`DifferentImageBaseline`.
     """
     options = dict(ssim_options or {"preset": "paper"})
+    if data_range is not None:
+        options["data_range"] = float(data_range)
     maps_np = as_maps_dict(maps, "maps")["map"]
     pairs = _draw_pairs(maps_np.shape[0], n_pairs, seed)
     values = ssim_pairs(maps_np, maps_np, pairs, **options)

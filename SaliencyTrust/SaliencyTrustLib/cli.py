@@ -17,6 +17,7 @@ from typing import List, Optional
 COMMANDS = [
     ("evaluate", "SaliencyTrustLib.cohort.cli_evaluate", "evaluate the four trust criteria over a cohort (resumable, torchrun-ready) and write the report"),
     ("demo", "SaliencyTrustLib.cohort.cli_demo", "the main job on the synthetic cohort and the bundle's models: maps, four criteria, HTML report"),
+    ("saliency", "SaliencyTrustLib.saliency.cli", "saliency map of one image (DICOM/NIfTI/NRRD) for a trained classifier, written as NIfTI + .npy"),
     ("synth", "SaliencyTrustLib.io.synth", "write the synthetic DICOM/NIfTI cohort with its ground truth and datalist"),
     ("prepare", "SaliencyTrustLib.io.datalist", "turn an RSNA Pneumonia or SIIM-ACR download into the datalist layout"),
     ("pacs", "SaliencyTrustLib.io.dicomweb", "DICOMweb PACS: list studies, pull a study/series to a folder, push DICOM results (STOW-RS)"),

@@ -179,9 +179,9 @@ def path_attributions(
     def noisy_input(n: int) -> torch.Tensor:
         if not noisy:
             return x
-        if n not in noise_cache:
-            noise_cache[n] = noise_sample(x.shape[1:], seed, n, x.device, x.dtype)
-        return x + noise_std.view(view) * noise_cache[n]
+        if n not in noise_cache:  # the noisy batch x_n, kept until noise sample n is folded in
+            noise_cache[n] = x + noise_std.view(view) * noise_sample(x.shape[1:], seed, n, x.device, x.dtype)
+        return noise_cache[n]
 
     total = torch.zeros_like(x)
     total_sq = torch.zeros_like(x) if nt_type == "vargrad" else None

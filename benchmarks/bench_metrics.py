@@ -89,6 +89,12 @@ def bench_maps(label, batch, shape, threads, quantus_ok):
     add("SSIM gaussian (data_range 1)", lambda: ssim(maps, other, data_range=1, gaussian_weights=True),
         lambda: [structural_similarity(a, b, data_range=1, gaussian_weights=True)
                  for a, b in zip(maps, other)], "skimage structural_similarity loop")
+    from scipy.stats import spearmanr
+
+    from SaliencyTrustLib.metrics import spearman
+    add("Spearman", lambda: spearman(maps, other),
+        lambda: [spearmanr(a.ravel(), b.ravel())[0] for a, b in zip(maps, other)],
+        "scipy.stats.spearmanr loop")
     if quantus_ok:
         import quantus
         from quantus.functions.similarity_func import ssim as quantus_ssim

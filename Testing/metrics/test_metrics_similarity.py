@@ -110,3 +110,16 @@ def test_summary_statistics_and_seeded_bootstrap():
     assert s1["n_undefined"] == 1
     empty = summarize(np.array([np.nan]))
     assert np.isnan(empty["mean"]) and empty["n_valid"] == 0
+
+
+def test_spearman_pairs_rank_each_map_once_and_match_scipy():
+    from SaliencyTrustLib.metrics import spearman_pairs
+
+    a, _ = _pair((5, 10, 10), np.float64, seed=6)
+    a[2] = np.round(a[2] * 3)                 # ties
+    a[4] = 1.0                                # constant: undefined
+    pairs = np.array([[0, 1], [2, 3], [3, 2], [1, 1], [0, 4]])
+    values, reasons = spearman_pairs(a, a, pairs, return_reasons=True)
+    ref = [spearmanr(a[i].ravel(), a[j].ravel())[0] for i, j in pairs[:4]]
+    np.testing.assert_allclose(values[:4], ref, atol=1e-12)
+    assert np.isnan(values[4]) and reasons[4] == REASON_CONSTANT_MAP

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..metrics import spearman, ssim, ssim_pairs, summarize
+from ..metrics import spearman, spearman_pairs, ssim, ssim_pairs, summarize
 from ._common import (SaliencyFn, as_maps_dict, compute_maps, method_name, mean_or_nan,
                       predicted_classes, versions)
 from .randomization import CascadingRandomization, IndependentRandomization
@@ -114,7 +114,7 @@ def different_image_baseline(maps: Any, n_pairs: int = 50, seed: int = 0,
     per_image = np.array([mean_or_nan(values[pairs[:, 0] == i]) for i in range(maps_np.shape[0])])
     rho = float("nan")
     if with_spearman:
-        rho = mean_or_nan(spearman(maps_np[pairs[:, 0]], maps_np[pairs[:, 1]]))
+        rho = mean_or_nan(spearman_pairs(maps_np, maps_np, pairs))
     return DifferentImageBaseline(mean=mean_or_nan(values), per_image=per_image, pairs=pairs,
                                   values=values, n_undefined=int(np.isnan(values).sum()),
                                   n_pairs=n_pairs, seed=seed, ssim_options=options,

@@ -35,7 +35,7 @@ from scipy import ndimage
 from ._common import (REASON_CONSTANT_MAP, REASON_NAN_MAP, Reasons, as_batch, check_same_shape,
                       constant_rows, finish, finite_rows)
 
-__all__ = ["ssim", "ssim_pairs", "spearman", "SSIMOptions", "PAPER_SSIM", "SSIM"]
+__all__ = ["ssim", "ssim_pairs", "spearman", "spearman_pairs", "SSIMOptions", "PAPER_SSIM", "SSIM"]
 
 _Result = Union[np.ndarray, Tuple[np.ndarray, Reasons]]
 
@@ -363,6 +363,50 @@ def ssim(maps_a: Any, maps_b: Any, data_range: Optional[float] = None, *,
                       workers=workers)
 
 
+def _standardized_ranks(flat: np.ndarray) -> np.ndarray:
+    """Average ranks of each row, centred and scaled to unit norm (float64 ``(n, N)``)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(flat, axis=1).astype(np.float64)
+    ranks -= ranks.mean(axis=1, keepdims=True)
+    norms = np.sqrt(np.einsum("ij,ij->i", ranks, ranks))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ranks /= norms[:, None]
+    return ranks
+
+
+def spearman_pairs(maps_a: Any, maps_b: Any, pairs: Any, *, return_reasons: bool = False) -> _Result:
+    """Spearman rank correlation of ``maps_a[i]`` and ``maps_b[j]`` for each row ``(i, j)`` of
+    ``pairs``; each map is ranked once however many pairs it is in.
+
+    Returns:
+        float64 ``(M,)``; NaN with a reason when either map is constant or contains NaN.
+    """
+    a = as_batch(maps_a, "maps_a")
+    same = maps_b is maps_a
+    b = a if same else as_batch(maps_b, "maps_b")
+    if a.shape[1:] != b.shape[1:]:
+        raise ValueError(f"maps_a items have shape {a.shape[1:]} but maps_b items {b.shape[1:]}")
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    flags_a = _map_flags(a, "nan")
+    flags_b = flags_a if same else _map_flags(b, "nan")
+    reasons = _pair_reasons(flags_a, flags_b, pairs)
+    values = np.full(pairs.shape[0], np.nan)
+    defined = np.flatnonzero([r is None for r in reasons])
+    if defined.size:
+        used_a = np.unique(pairs[defined].ravel()) if same else np.unique(pairs[defined, 0])
+        used_b = used_a if same else np.unique(pairs[defined, 1])
+        ranks_a = _standardized_ranks(a[used_a].reshape(used_a.size, -1))
+        ranks_b = ranks_a if same else _standardized_ranks(b[used_b].reshape(used_b.size, -1))
+        pos_a = np.searchsorted(used_a, pairs[defined, 0])
+        pos_b = np.searchsorted(used_b, pairs[defined, 1])
+        step = max(1, (1 << 22) // max(ranks_a.shape[1], 1))
+        for lo in range(0, defined.size, step):
+            ia, ib = pos_a[lo:lo + step], pos_b[lo:lo + step]
+            values[defined[lo:lo + step]] = np.einsum("ij,ij->i", ranks_a[ia], ranks_b[ib])
+    return finish(np.clip(values, -1.0, 1.0), reasons, return_reasons)
+
+
 def spearman(maps_a: Any, maps_b: Any, *, return_reasons: bool = False) -> _Result:
     """Per-item Spearman rank correlation of the flattened maps (``scipy.stats.spearmanr``).
 
@@ -371,23 +415,11 @@ def spearman(maps_a: Any, maps_b: Any, *, return_reasons: bool = False) -> _Resu
     Returns:
         float64 ``(B,)`` in [-1, 1].
     """
-    from scipy.stats import rankdata
-
     a = as_batch(maps_a, "maps_a")
     b = as_batch(maps_b, "maps_b")
     check_same_shape(a, b, "maps_a", "maps_b")
-    flat_a = a.reshape(a.shape[0], -1)
-    flat_b = b.reshape(b.shape[0], -1)
     index = np.arange(a.shape[0])
-    reasons = _pair_reasons(_map_flags(a, "nan"), _map_flags(b, "nan"), np.stack([index, index], 1))
-    values = np.full(a.shape[0], np.nan)
-    for i in np.flatnonzero([r is None for r in reasons]):
-        ra = rankdata(flat_a[i])
-        rb = rankdata(flat_b[i])
-        ra -= ra.mean()
-        rb -= rb.mean()
-        values[i] = float(np.dot(ra, rb) / np.sqrt(np.dot(ra, ra) * np.dot(rb, rb)))
-    return finish(np.clip(values, -1.0, 1.0), reasons, return_reasons)
+    return spearman_pairs(a, b, np.stack([index, index], 1), return_reasons=return_reasons)
 
 
 class SSIM:

@@ -18,12 +18,9 @@ steps; every change to the MRML scene is applied on the GUI thread by a ``qt.QTi
 the worker, so the GUI stays responsive and Cancel takes effect between steps.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import importlib
 import importlib.util
-import logging
 import os
 import queue
 import sys
@@ -128,7 +125,7 @@ class SaliencyTrust(ScriptedLoadableModule):
             "Computes a classifier's saliency maps on the selected image and tests whether they can "
             "be trusted to localize an abnormality (localization utility, sensitivity to weight "
             "randomization, repeatability, reproducibility; Arun et al., Radiology: AI 2021). "
-            "See the <a href=\"https://github.com/saliencytrust/SaliencyTrust#slicer-module\">"
+            "See the <a href=\"https://github.com/SaliencyTrust/SaliencyTrust#slicer-module\">"
             "module documentation</a>."
         )
         self.parent.acknowledgementText = _(
@@ -195,11 +192,11 @@ class SaliencyTrustWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
-        self.logic: Optional[SaliencyTrustLogic] = None
+        self.logic: Optional["SaliencyTrustLogic"] = None
         self._parameterNode: Optional[SaliencyTrustParameterNode] = None
         self._parameterNodeGuiTag = None
-        self._runner: Optional[SaliencyTrustRunner] = None
-        self._result: Optional[EvaluationResult] = None
+        self._runner: Optional["SaliencyTrustRunner"] = None
+        self._result: Optional["EvaluationResult"] = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -334,7 +331,7 @@ class SaliencyTrustWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.setValue(int(round(100 * fraction)))
         self.ui.statusLabel.text = message
 
-    def _onFinished(self, result: Optional[EvaluationResult], error: Optional[BaseException]) -> None:
+    def _onFinished(self, result: Optional["EvaluationResult"], error: Optional[BaseException]) -> None:
         self._runner = None
         if error is not None and not isinstance(error, EvaluationCancelled):
             slicer.util.errorDisplay(_("Saliency Trust failed: {error}").format(error=error),
@@ -358,6 +355,17 @@ class SaliencyTrustWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.logic.showPlot(result.plotChartNode)
             self.ui.statusLabel.text = result.status
         self._updateGUI()
+        if result is not None and result.tableNode is not None:
+            self._setRuleToolTips(result)
+
+    def _setRuleToolTips(self, result: "EvaluationResult") -> None:
+        """Each row's rule as the tooltip of its cells (the rule column holds it too)."""
+        model = self.ui.resultsTableView.tableModel()
+        for row, scorecardRow in enumerate(result.rows):
+            for column in range(model.columnCount()):
+                item = model.item(row, column)
+                if item is not None:
+                    item.setToolTip(scorecardRow["rule"])
 
     def onExportButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):

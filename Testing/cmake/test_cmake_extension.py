@@ -82,11 +82,15 @@ def test_extension_metadata_and_python_test_are_declared(configured):
 def test_a_listed_file_that_does_not_exist_fails_the_configuration(tmp_path):
     """The stand-in is as strict as Slicer: list a missing resource and configuration stops."""
     source = tmp_path / "src"
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "__pycache__", "*.egg-info", "MonaiBundle", "Testing", "demo-output", ".pytest_cache"))
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(MODULE_DIR, source / "SaliencyTrust", ignore=ignore)
+    shutil.copytree(REPO / "Resources", source / "Resources", ignore=ignore)
+    shutil.copy(REPO / "CMakeLists.txt", source / "CMakeLists.txt")
+    completed = configure(source, tmp_path / "build-ok")
+    assert completed.returncode == 0, completed.stdout + completed.stderr  # the copy alone configures
     cmake = source / "SaliencyTrust" / "CMakeLists.txt"
     cmake.write_text(cmake.read_text().replace("Resources/UI/${MODULE_NAME}.ui",
                                                "Resources/UI/${MODULE_NAME}.ui\n  Resources/UI/Missing.ui"))
-    completed = configure(source, tmp_path / "build")
+    completed = configure(source, tmp_path / "build-missing")
     assert completed.returncode != 0
     assert "Missing.ui' does not exist" in completed.stdout + completed.stderr

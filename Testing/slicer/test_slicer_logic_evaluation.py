@@ -147,12 +147,6 @@ def test_importing_the_module_loads_no_heavy_dependency():
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
 
-def _slow_steps(st, n, delay, log):
-    for index in range(n):
-        time.sleep(delay)  # work in the worker thread
-        yield st.Step((index + 1) / n, f"step {index}", lambda index=index: log.append(index))
-
-
 def test_runner_keeps_the_event_loop_alive_and_cancels_between_steps(st, qapp):
     """Steps run in a worker; their MRML updates run on the Qt thread; Cancel stops cleanly."""
     from PySide6 import QtCore

@@ -11,8 +11,6 @@ import ast
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 UI_FILE = REPO / "SaliencyTrust" / "Resources" / "UI" / "SaliencyTrust.ui"
 MODULE_FILE = REPO / "SaliencyTrust" / "SaliencyTrust.py"

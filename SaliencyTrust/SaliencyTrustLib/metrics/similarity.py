@@ -363,11 +363,28 @@ def ssim(maps_a: Any, maps_b: Any, data_range: Optional[float] = None, *,
                       workers=workers)
 
 
+def average_ranks(flat: np.ndarray) -> np.ndarray:
+    """1-based ranks of each row of ``(n, N)``, ties sharing their average rank
+    (``scipy.stats.rankdata(flat, axis=1)``, one unstable argsort per row: ties are averaged, so
+    their order does not matter)."""
+    n = flat.shape[1]
+    order = np.argsort(flat, axis=1)
+    ordered = np.take_along_axis(flat, order, axis=1)
+    position = np.broadcast_to(np.arange(n), flat.shape)
+    first = np.ones(flat.shape, bool)
+    np.not_equal(ordered[:, 1:], ordered[:, :-1], out=first[:, 1:])
+    last = np.ones(flat.shape, bool)
+    last[:, :-1] = first[:, 1:]
+    start = np.maximum.accumulate(np.where(first, position, 0), axis=1)
+    end = np.minimum.accumulate(np.where(last, position, n)[:, ::-1], axis=1)[:, ::-1]
+    ranks = np.empty(flat.shape, np.float64)
+    np.put_along_axis(ranks, order, (start + end) * 0.5 + 1.0, axis=1)
+    return ranks
+
+
 def _standardized_ranks(flat: np.ndarray) -> np.ndarray:
     """Average ranks of each row, centred and scaled to unit norm (float64 ``(n, N)``)."""
-    from scipy.stats import rankdata
-
-    ranks = rankdata(flat, axis=1).astype(np.float64)
+    ranks = average_ranks(flat)
     ranks -= ranks.mean(axis=1, keepdims=True)
     norms = np.sqrt(np.einsum("ij,ij->i", ranks, ranks))
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -383,13 +383,18 @@ def average_ranks(flat: np.ndarray) -> np.ndarray:
 
 
 def _standardized_ranks(flat: np.ndarray) -> np.ndarray:
-    """Average ranks of each row, centred and scaled to unit norm (float64 ``(n, N)``)."""
-    ranks = average_ranks(flat)
-    ranks -= ranks.mean(axis=1, keepdims=True)
-    norms = np.sqrt(np.einsum("ij,ij->i", ranks, ranks))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ranks /= norms[:, None]
-    return ranks
+    """Average ranks of each row, centred and scaled to unit norm (float64 ``(n, N)``); rows are
+    ranked in chunks of about 4 M values to bound the temporaries."""
+    out = np.empty(flat.shape, np.float64)
+    step = max(1, (1 << 22) // max(flat.shape[1], 1))
+    for lo in range(0, flat.shape[0], step):
+        ranks = average_ranks(flat[lo:lo + step])
+        ranks -= ranks.mean(axis=1, keepdims=True)
+        norms = np.sqrt(np.einsum("ij,ij->i", ranks, ranks))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ranks /= norms[:, None]
+        out[lo:lo + step] = ranks
+    return out
 
 
 def spearman_pairs(maps_a: Any, maps_b: Any, pairs: Any, *, return_reasons: bool = False) -> _Result:

@@ -154,6 +154,7 @@ class SaliencyTrustParameterNode:
     run* - which trust criteria to evaluate.
     granularity - cascading randomization by "blocks" or "layers".
     seed - seed of randomization and baseline pairs.
+    device - where the model runs: "auto" (GPU when available), "cpu" or "cuda".
     overlayOpacity - opacity of the saliency overlay on the slice views.
     displayedMethod - the method whose map is overlaid.
     exportDirectory - where Export writes files; exportToDicomDatabase - also DICOM objects.
@@ -173,6 +174,7 @@ class SaliencyTrustParameterNode:
     runReproducibility: bool = True
     granularity: Annotated[str, Choice(["blocks", "layers"])] = "blocks"
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
+    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     overlayOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     displayedMethod: str = ""
     exportDirectory: Path
@@ -397,6 +399,7 @@ class EvaluationRequest:
         criteria: subset of :data:`CRITERIA`.
         granularity, seed: cascading randomization settings.
         inputNodeID: MRML ID of the input volume (used only on the GUI thread).
+        device: ``"auto"`` (CUDA when torch sees a GPU, else CPU), ``"cpu"`` or ``"cuda"``.
     """
 
     image: Any
@@ -409,6 +412,7 @@ class EvaluationRequest:
     granularity: str = "blocks"
     seed: int = 0
     inputNodeID: str = ""
+    device: str = "auto"
 
 
 @dataclasses.dataclass
@@ -793,12 +797,13 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
                                 segmentationNode=p.groundTruthSegmentation,
                                 roiNodes=list(p.groundTruthROIs), baselineVolumeNodes=list(p.baselineVolumes),
                                 targetClass=None if p.targetClass < 0 else p.targetClass,
-                                criteria=criteria, granularity=p.granularity, seed=p.seed)
+                                criteria=criteria, granularity=p.granularity, seed=p.seed,
+                                device=p.device)
 
     def makeRequest(self, inputVolumeNode, modelPath, methods: Sequence[str], segmentationNode=None,
                     roiNodes: Sequence[Any] = (), baselineVolumeNodes: Sequence[Any] = (),
                     targetClass: Optional[int] = None, criteria: Sequence[str] = CRITERIA,
-                    granularity: str = "blocks", seed: int = 0) -> EvaluationRequest:
+                    granularity: str = "blocks", seed: int = 0, device: str = "auto") -> EvaluationRequest:
         """Validate the choices and convert the nodes to arrays (GUI thread).
 
         Raises:
@@ -811,6 +816,7 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         unknown = sorted(set(criteria) - set(CRITERIA))
         if unknown:
             raise ValueError(f"unknown criteria {unknown}; choose among {list(CRITERIA)}")
+        self.resolveDevice(device)  # a wrong choice fails here, before any long work
         modelPath = Path(modelPath) if modelPath else Path(DEFAULT_BUNDLE_DIR)
         if not modelPath.exists():
             raise ValueError(_("Model '{path}' does not exist: choose a MONAI bundle folder or a "
@@ -831,7 +837,7 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         return EvaluationRequest(image=image, groundTruth=groundTruth, baselineImages=baselineImages,
                                  modelPath=modelPath, methods=list(methods), targetClass=targetClass,
                                  criteria=list(criteria), granularity=granularity, seed=int(seed),
-                                 inputNodeID=inputVolumeNode.GetID())
+                                 inputNodeID=inputVolumeNode.GetID(), device=device)
 
     # ---------------------------------------------------------------- the computation (worker)
 
@@ -970,16 +976,30 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         from SaliencyTrustLib.networks import load_classifier
 
         path = Path(request.modelPath)
-        models: Dict[str, Any] = {"model": load_classifier(str(path))}
+        device = self.resolveDevice(request.device)
+        models: Dict[str, Any] = {"model": load_classifier(str(path), device=device)}
         self._inputSpatialShape = self._bundleInputShape(path)
         if path.is_dir():
             for key, fileName in (("replicate", "model_replicate.pt"), ("second", "model_second_arch.pt")):
                 candidate = path / "models" / fileName
                 if candidate.exists():
-                    models[key] = load_classifier(str(candidate))
+                    models[key] = load_classifier(str(candidate), device=device)
         self._prepareModels(models, request)
         yield Step(0.0, _("Loaded {n} model(s) from {path}").format(n=len(models), path=path))
         return models
+
+    @staticmethod
+    def resolveDevice(device: str = "auto") -> str:
+        """``"auto"`` -> ``"cuda"`` when torch sees a GPU, else ``"cpu"``; other values checked."""
+        import torch
+
+        if device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' was chosen but torch sees no GPU: choose 'auto' or 'cpu'")
+        return device
 
     def _prepareModels(self, models: Dict[str, Any], request: EvaluationRequest) -> None:
         for model in models.values():
@@ -1030,7 +1050,8 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
                              "network_data_format.inputs.image.spatial_shape")
         preprocessing = transforms.get_preprocessing(**options)
         preprocessed = preprocessing(transforms.volume_to_data(image))["image"]
-        return PreparedInput(batch=preprocessed[None].as_tensor(), preprocessed=preprocessed,
+        device = next(model.parameters()).device
+        return PreparedInput(batch=preprocessed[None].as_tensor().to(device), preprocessed=preprocessed,
                              preprocessing=preprocessing)
 
     @staticmethod

@@ -353,6 +353,12 @@ def test_bad_choices_get_errors_that_say_what_to_fix(st, scene, study, tmp_path)
         logic.makeRequest(study["volume"], study["bundle"], [], criteria=[])
     with pytest.raises(ValueError, match="unknown criteria"):
         logic.makeRequest(study["volume"], study["bundle"], ["gradient"], criteria=["beauty"])
+    with pytest.raises(ValueError, match="device"):
+        logic.makeRequest(study["volume"], study["bundle"], ["gradient"], criteria=[], device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no GPU"):
+            logic.makeRequest(study["volume"], study["bundle"], ["gradient"], criteria=[], device="cuda")
+    assert logic.resolveDevice("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def test_dicom_export_references_the_source_series(st, scene, tmp_path):

@@ -1,8 +1,6 @@
 """Cascading / independent randomization: forward order, seeds, BatchNorm policies, no mutation."""
 
 import copy
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch

@@ -1,7 +1,5 @@
 """AUPRC, average precision, ROC-AUC and friends against scikit-learn (1e-6) and by construction."""
 
-import warnings
-
 import numpy as np
 import pytest
 import torch

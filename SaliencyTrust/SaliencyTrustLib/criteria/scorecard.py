@@ -14,7 +14,7 @@ import io
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Any, Dict, List, Optional
 
 from ._common import mean_or_nan
 from ._common import versions as _versions

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..metrics import spearman, spearman_pairs, ssim, ssim_pairs, summarize
+from ..metrics import spearman, spearman_pairs, ssim, ssim_pairs
 from ._common import (SaliencyFn, as_maps_dict, compute_maps, method_name, mean_or_nan,
                       predicted_classes, versions)
 from .randomization import CascadingRandomization, IndependentRandomization

@@ -257,3 +257,64 @@ def load_weights(model: nn.Module, path: Union[str, os.PathLike], name: Optional
     check_weights_fit(target, state, source=str(path), name=name or stored_name)
     target.load_state_dict(state)
     return model
+
+
+def recalibrate_batchnorm(model: nn.Module, data: Any, batch_size: int = 16, image_key: str = "image",
+                          device: Union[str, torch.device, None] = None) -> nn.Module:
+    """Re-estimate every BatchNorm layer's running mean / variance on ``data`` ("precise BN").
+
+    With a high learning rate and few iterations per epoch, the running averages (momentum 0.1)
+    lag behind the weights; the model then ranks well (high AUC) but its eval-mode logits are
+    shifted and it predicts one class for every image - fatal for saliency, which explains the
+    *predicted* class. Recomputing the statistics as exact averages over the training images,
+    with frozen weights, removes the shift (Wu & Johnson, "Rethinking Batch in BatchNorm", 2021).
+
+    Args:
+        model: the classifier (or a DistributedDataParallel wrapper); weights are not changed.
+        data: a sequence of dictionaries with ``image_key`` ``(C, *spatial)`` tensors (e.g. a MONAI
+            ``Dataset`` with the deterministic preprocessing) or a ``(N, C, *spatial)`` tensor.
+        batch_size: images per forward pass.
+        image_key: the dictionary key of the image.
+        device: where to run (default: the model's device).
+
+    Returns:
+        ``model``, in eval mode.
+    """
+    module = model.module if hasattr(model, "module") else model
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return module.eval()
+    device = device or next(module.parameters()).device
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over all batches
+    module.train()
+    with torch.no_grad():
+        if isinstance(data, torch.Tensor):
+            batches = [data[i:i + batch_size] for i in range(0, len(data), batch_size)]
+        else:
+            batches = []
+            for start in range(0, len(data), batch_size):
+                items = [data[i] for i in range(start, min(start + batch_size, len(data)))]
+                batches.append(torch.stack([torch.as_tensor(item[image_key]) for item in items]))
+        for batch in batches:
+            module(torch.as_tensor(batch).float().to(device))
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    return module.eval()
+
+
+def finalize_checkpoint(path: Union[str, os.PathLike], network: nn.Module, name: str, data: Any = None,
+                        batch_size: int = 16) -> Optional[Path]:
+    """The last step of the bundle's training (``train.json`` ``finalize``): load the best
+    checkpoint that ``CheckpointSaver`` wrote into ``network``, recalibrate its BatchNorm statistics on
+    ``data`` (:func:`recalibrate_batchnorm`; skipped when None), and save it with its architecture
+    name (:func:`save_classifier`). Returns the path, or None when no checkpoint was written."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    load_weights(network, path, name=name)
+    if data is not None:
+        recalibrate_batchnorm(network, data, batch_size=batch_size)
+    return save_classifier(network, path, name)

@@ -297,7 +297,8 @@ class SaliencyTrustWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                        _("Select an input volume and at least one method"))
         self.ui.cancelButton.enabled = running
         self.ui.exportButton.enabled = bool(p.outputTable) and not running
-        self.ui.resultsTableView.setMRMLTableNode(p.outputTable)
+        if self.ui.resultsTableView.mrmlTableNode() != p.outputTable:  # resetting would drop tooltips
+            self.ui.resultsTableView.setMRMLTableNode(p.outputTable)
         if self._result is not None and self._result.mapNodes:
             self.logic.setOverlayOpacity(p.overlayOpacity)
 
@@ -1041,6 +1042,10 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         from SaliencyTrustLib import transforms
 
         spatialDims = self._spatialDims(model)
+        if spatialDims == 2 and image.shape[0] > 1:
+            raise ValueError(f"'{image.metadata.get('name', 'the input')}' is a volume of {image.shape[0]} "
+                             "slices but the model is 2D (radiographs): select a single-slice image, "
+                             "or a 3D model")
         options: Dict[str, Any] = {"spatial_dims": spatialDims, "load": False}
         shape = getattr(self, "_inputSpatialShape", None)
         if shape is not None and len(shape) == spatialDims:

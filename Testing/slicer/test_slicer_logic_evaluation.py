@@ -359,6 +359,13 @@ def test_bad_choices_get_errors_that_say_what_to_fix(st, scene, study, tmp_path)
         with pytest.raises(ValueError, match="no GPU"):
             logic.makeRequest(study["volume"], study["bundle"], ["gradient"], criteria=[], device="cuda")
     assert logic.resolveDevice("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    ct = logic.createVolumeNode(logic.imageVolumeFromNode(study["volume"]).with_array(
+        np.zeros((1,) + study["mask"].shape[1:], np.float32)), "flat")  # a valid 2D image ...
+    import slicer
+
+    slicer.util.updateVolumeFromArray(ct, np.zeros((4, 16, 16), np.float32))  # ... made a 4-slice volume
+    with pytest.raises(ValueError, match="4 slices but the model is 2D"):
+        logic.process(ct, study["bundle"], ["gradient"], criteria=[])
 
 
 def test_dicom_export_references_the_source_series(st, scene, tmp_path):

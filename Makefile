@@ -26,15 +26,17 @@ $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 
 venv: $(VENV)/.installed
 
-# Debian packages the tests use: a real PACS (Orthanc + DICOMweb plugin) and a real DICOM
-# validator (dciodvfy from dicom3tools). Installed only when missing; needs root (CI runs as root).
+# Debian packages the tests use: a real PACS (Orthanc + DICOMweb plugin), a real DICOM
+# validator (dciodvfy from dicom3tools) and cmake (configures the Slicer extension's CMake files).
+# Installed only when missing; needs root (CI runs as root).
 # Debian puts the server in /usr/sbin (not on a user's PATH): looked for there too.
 system-deps:
 	@if ! command -v dciodvfy >/dev/null \
 	    || ! { command -v Orthanc >/dev/null || [ -x /usr/sbin/Orthanc ]; } \
-	    || [ ! -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ]; then \
+	    || [ ! -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] \
+	    || ! command -v cmake >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    orthanc orthanc-dicomweb dicom3tools >/dev/null; \
+	    orthanc orthanc-dicomweb dicom3tools cmake >/dev/null; \
 	fi
 
 demo: venv

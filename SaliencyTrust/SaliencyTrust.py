@@ -942,7 +942,7 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
 
         result.rows = self._scorecardRows(request, result, modelGridMaps, randomizedMaps, secondMaps)
         result.status = (f"{len(request.methods)} method(s), {len(result.rows)} criteria rows in "
-                         f"{time.time() - started:.1f} s")
+                         f"{time.time() - started:.1f} s. " + self.verdictSummary(result))
         yield Step(1.0, result.status, scene_apply(self._applyTables, result))
 
     @staticmethod
@@ -1411,6 +1411,23 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
                      row["rule"], value_name=row["value_name"], baseline_name=row["baseline_name"],
                      spearman=row["spearman"], reason=row["reason"])
         return card
+
+    def verdictSummary(self, result: EvaluationResult) -> str:
+        """One line: which methods passed every criterion run, which failed, which are undecided."""
+        if not result.rows:
+            return ""
+        card = self.scorecard(result)
+        groups: Dict[str, List[str]] = {"passed all": [], "failed": [], "undecided (n/a)": []}
+        for method in card.methods:
+            verdict = card.passes_all(method)
+            failed = [r.criterion for r in card.rows if r.method == method and r.passed is False]
+            if failed:
+                groups["failed"].append(f"{method} ({', '.join(failed)})")
+            elif verdict:
+                groups["passed all"].append(method)
+            else:
+                groups["undecided (n/a)"].append(method)
+        return "; ".join(f"{name}: {', '.join(items)}" for name, items in groups.items() if items)
 
     def sourceDicomFiles(self, volumeNode) -> List[str]:
         """Files of the DICOM instances a volume was loaded from (empty when not from the database)."""

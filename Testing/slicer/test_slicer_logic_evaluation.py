@@ -308,6 +308,12 @@ def test_evaluation_outputs_match_the_core_on_the_same_arrays(st, scene, study, 
             ("pass" if value < baseline else "fail")
         assert "baseline" in table.GetCellText(rows[(method, "randomization")], table.GetColumnIndex("rule"))
 
+    # The status line names each method's failed criteria, as the table says.
+    for method in methods:
+        failed = [c for c in st.CRITERIA if table.GetCellText(rows[(method, c)], table.GetColumnIndex("passed")) == "fail"]
+        if failed:
+            assert f"{method} ({', '.join(failed)})" in result.status
+
     # Plot: one series per method plus the baselines, over every cascade state.
     chart = result.plotChartNode
     assert chart.GetNumberOfPlotSeriesNodes() == 2 * len(methods)

@@ -486,6 +486,9 @@ class SaliencyTrustRunner:
     work on the calling thread (batch mode, tests).
     """
 
+    #: Seconds the GUI thread sleeps in each poll while the worker runs (see :meth:`_poll`).
+    LEND_GIL_S = 0.002
+
     def __init__(self, steps: Iterator[Step], onProgress: Optional[Callable[[float, str], None]] = None,
                  onFinished: Optional[Callable[[Any, Optional[BaseException]], None]] = None,
                  result: Any = None, pollIntervalMs: int = 50) -> None:
@@ -556,6 +559,14 @@ class SaliencyTrustRunner:
         self._queue.put(("done", None))
 
     def _poll(self) -> None:
+        """GUI thread: apply what the worker finished, then lend it the interpreter briefly.
+
+        Without PythonQt's thread support the GUI thread keeps Python's GIL while it sits in Qt's
+        event loop; the short sleep releases it so the worker's Python glue between torch kernels
+        (which run without the GIL) still advances. With thread support it costs ~2 ms a tick.
+        """
+        if self._thread is not None and self._thread.is_alive() and self._queue.empty():
+            time.sleep(self.LEND_GIL_S)
         while True:
             try:
                 kind, payload = self._queue.get_nowait()

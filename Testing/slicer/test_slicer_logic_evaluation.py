@@ -374,7 +374,7 @@ def test_bad_choices_get_errors_that_say_what_to_fix(st, scene, study, tmp_path)
         logic.process(ct, study["bundle"], ["gradient"], criteria=[])
 
 
-def test_dicom_export_references_the_source_series(st, scene, tmp_path):
+def test_dicom_export_references_the_source_series(st, scene, tmp_path, monkeypatch):
     """A study loaded from DICOM: maps go out as Parametric Map and SEG, the scorecard as SR."""
     import pydicom
     from SaliencyTrustLib.io import read_image
@@ -404,6 +404,22 @@ def test_dicom_export_references_the_source_series(st, scene, tmp_path):
     referenced = {s.SeriesInstanceUID for s in pm.ReferencedSeriesSequence}
     assert source.SeriesInstanceUID in referenced
     assert pm.Rows == source.Rows and pm.Columns == source.Columns
+
+    # Loaded through Slicer's DICOM database: the sources are found from the node's instance UIDs
+    # and the new objects are imported back (the database itself is Qt-bound: a thin stand-in).
+    import types
+
+    import slicer
+
+    uid_to_file = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID: f for f in files}
+    node.SetAttribute("DICOM.instanceUIDs", " ".join(uid_to_file))
+    imported = []
+    monkeypatch.setattr(slicer, "dicomDatabase", types.SimpleNamespace(fileForInstance=uid_to_file.get), raising=False)
+    monkeypatch.setitem(sys.modules, "DICOMLib", types.SimpleNamespace(
+        DICOMUtils=types.SimpleNamespace(importDicom=lambda folder: imported.append(Path(folder)))))
+    written = logic.exportResults(result, tmp_path / "out-db", toDicomDatabase=True)
+    assert imported == [tmp_path / "out-db" / "dicom"]
+    assert {p.name for p in written} >= {"saliency_gradcam_pm.dcm", "scorecard_sr.dcm"}
 
 
 def test_the_in_slicer_logic_test_passes_on_slicer_core(st, scene, monkeypatch):

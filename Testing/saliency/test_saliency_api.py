@@ -186,3 +186,19 @@ def test_softmax_output_triggers_a_warning(tiny_net, images_2d):
     model = nn.Sequential(tiny_net(), nn.Softmax(dim=1))
     with pytest.warns(UserWarning, match="pre-softmax logit"):
         compute_saliency(model, images_2d, "gradient")
+
+
+def test_works_inside_no_grad_and_inference_mode_and_on_metatensors(tiny_net, images_2d):
+    from monai.data import MetaTensor
+
+    model = tiny_net()
+    expected = compute_saliency(model, images_2d, "gradient")
+    with torch.no_grad():
+        torch.testing.assert_close(compute_saliency(model, images_2d, "gradient"), expected)
+    with torch.inference_mode():
+        inference_images = images_2d.clone()
+        torch.testing.assert_close(compute_saliency(model, inference_images, "gradcam"),
+                                   compute_saliency(model, images_2d, "gradcam"))
+    maps = compute_saliency(model, MetaTensor(images_2d), "gradient")
+    assert type(maps) is torch.Tensor
+    torch.testing.assert_close(maps, expected)

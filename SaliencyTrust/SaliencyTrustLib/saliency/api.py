@@ -70,12 +70,14 @@ def compute_saliency(model: torch.nn.Module, images: ArrayLike, method: str, tar
     post = _check_postprocess(postprocess)
     merged = {**preset_params(preset, method), **params}
     _check_params(method, merged)
-    x, was_numpy = as_image_batch(images)
-    device, dtype = model_device_dtype(model)
-    x = x.to(device=device, dtype=dtype)
-    with explaining(model):
-        raw, targets = spec.function(model, x, target, **merged)
-    maps = apply_postprocess(raw.detach(), post).to(torch.float32)
+    # Works when called under torch.no_grad() / torch.inference_mode() (e.g. inside an evaluator).
+    with torch.inference_mode(False), torch.enable_grad():
+        x, was_numpy = as_image_batch(images)
+        device, dtype = model_device_dtype(model)
+        x = x.to(device=device, dtype=dtype)
+        with explaining(model):
+            raw, targets = spec.function(model, x, target, **merged)
+        maps = apply_postprocess(raw.detach(), post).to(torch.float32)
     if was_numpy:
         result: ArrayLike = maps.cpu().numpy()
     else:

@@ -30,7 +30,9 @@ def as_image_batch(images: Any) -> Tuple[torch.Tensor, bool]:
     if was_numpy:
         tensor = torch.from_numpy(np.array(images, dtype=np.float32, copy=True))
     elif isinstance(images, torch.Tensor):
-        tensor = images.detach().to(dtype=torch.float32)
+        # plain tensor (not a MONAI MetaTensor), a copy (so inference-mode tensors can be used
+        # with autograd and the caller's memory is never aliased)
+        tensor = images.detach().as_subclass(torch.Tensor).to(dtype=torch.float32).clone()
     else:
         raise TypeError(
             f"images must be a torch.Tensor or numpy.ndarray of shape (B, C, *spatial); got "

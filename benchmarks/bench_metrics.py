@@ -142,7 +142,7 @@ def bench_randomization(quick: bool):
     print(f"\n== cascading randomization curve: densenet_small, {n_images} images "
           f"1x{size}x{size}, blocks granularity")
     print(f"{'method':18s} {'states':>6s} {'one map s':>10s} {'bound s':>9s} {'curve s':>9s} "
-          f"{'curve/bound':>11s}")
+          f"{'curve/bound':>11s}  split of the curve (maps / randomize / similarity s)")
     for method in ("gradient", "gradcam"):
         compute_maps(model, images[:1], method, target=target[:1])           # warm-up
         t_one, _ = _timeit(lambda: compute_maps(model, images, method, target=target,
@@ -152,8 +152,10 @@ def bench_randomization(quick: bool):
             batch_size=n_images, target=target))
         states = len(results[method].states)
         bound = states * t_one
+        split = results[method].timings
         print(f"{method:18s} {states:6d} {t_one:10.3f} {bound:9.3f} {t_curve:9.3f} "
-              f"{t_curve / bound:10.2f}x")
+              f"{t_curve / bound:10.2f}x  {split['maps_s']:.2f} / {split['randomize_s']:.2f} / "
+              f"{split['similarity_s']:.2f}")
 
 
 def main(argv=None) -> int:

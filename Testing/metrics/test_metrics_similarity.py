@@ -123,3 +123,19 @@ def test_spearman_pairs_rank_each_map_once_and_match_scipy():
     ref = [spearmanr(a[i].ravel(), a[j].ravel())[0] for i, j in pairs[:4]]
     np.testing.assert_allclose(values[:4], ref, atol=1e-12)
     assert np.isnan(values[4]) and reasons[4] == REASON_CONSTANT_MAP
+
+
+def test_ssim_reference_reuses_statistics_and_equals_ssim():
+    from SaliencyTrustLib.metrics import SSIMReference
+
+    a, b = _pair((5, 18, 18), np.float32, seed=7)
+    b[2] = 0.5                                     # constant: undefined
+    reference = SSIMReference(a, preset="paper")
+    for other in (b, a[::-1].copy(), b):
+        values, reasons = reference(other, return_reasons=True)
+        expected, expected_reasons = ssim(a, other, preset="paper", return_reasons=True)
+        np.testing.assert_array_equal(values, expected)
+        assert reasons == expected_reasons
+    assert len(reference._stats) == 1              # computed once, reused
+    with pytest.raises(ValueError, match="shape"):
+        reference(b[:2])

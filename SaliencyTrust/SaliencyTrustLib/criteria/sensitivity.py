@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..metrics import spearman, spearman_pairs, ssim, ssim_pairs
+from ..metrics import SSIMReference, spearman, spearman_pairs, ssim_pairs
 from ._common import (SaliencyFn, as_maps_dict, compute_maps, method_name, mean_or_nan,
                       predicted_classes, versions)
 from .randomization import CascadingRandomization, IndependentRandomization
@@ -239,6 +239,7 @@ def randomization_sensitivity(model, images, methods: Sequence[Any], *,
         example = torch.as_tensor(np.asarray(example))
     param = next(model.parameters())
     example = example.to(device=param.device, dtype=param.dtype)
+    references = {n: SSIMReference(originals[n], **options) for n in names}   # stats once
     per_ssim = {n: [] for n in names}
     per_rho = {n: [] for n in names}
     states: List[str] = []
@@ -266,7 +267,7 @@ def randomization_sensitivity(model, images, methods: Sequence[Any], *,
                                         saliency_fn=saliency_fn, batch_size=batch_size)
                     timings["maps_s"] += time.perf_counter() - start
                 start = time.perf_counter()
-                rows_ssim[name].append(ssim(originals[name], maps, **options))
+                rows_ssim[name].append(references[name](maps))
                 rows_rho[name].append(spearman(originals[name], maps))
                 timings["similarity_s"] += time.perf_counter() - start
         for name in names:

@@ -35,7 +35,7 @@ from scipy import ndimage
 from ._common import (REASON_CONSTANT_MAP, REASON_NAN_MAP, Reasons, as_batch, check_same_shape,
                       constant_rows, finish, finite_rows)
 
-__all__ = ["ssim", "ssim_pairs", "spearman", "spearman_pairs", "SSIMOptions", "PAPER_SSIM", "SSIM"]
+__all__ = ["ssim", "ssim_pairs", "SSIMReference", "spearman", "spearman_pairs", "SSIMOptions", "PAPER_SSIM", "SSIM"]
 
 _Result = Union[np.ndarray, Tuple[np.ndarray, Reasons]]
 
@@ -380,6 +380,69 @@ def average_ranks(flat: np.ndarray) -> np.ndarray:
     ranks = np.empty(flat.shape, np.float64)
     np.put_along_axis(ranks, order, (start + end) * 0.5 + 1.0, axis=1)
     return ranks
+
+
+class SSIMReference:
+    """A fixed batch of reference maps, compared item by item with other batches by SSIM.
+
+    The reference maps' local statistics are computed once (per working precision) and reused by
+    every call, e.g. the trained model's maps against the maps of each randomization state.
+    ``SSIMReference(ref, **options)(maps)`` equals ``ssim(ref, maps, **options)``.
+
+    Args:
+        maps: reference batch ``(B, *spatial)``.
+        data_range, preset, win_size, gaussian_weights, sigma, use_sample_covariance, K1, K2,
+            constant, precision, workers: as :func:`ssim`.
+    """
+
+    def __init__(self, maps: Any, data_range: Optional[float] = None, *,
+                 preset: Optional[str] = None, win_size: Optional[int] = None,
+                 gaussian_weights: bool = False, sigma: float = 1.5,
+                 use_sample_covariance: bool = True, K1: float = 0.01, K2: float = 0.03,
+                 constant: str = "nan", precision: Optional[str] = None,
+                 workers: Optional[int] = None):
+        self.options = SSIMOptions(data_range, win_size=win_size,
+                                   gaussian_weights=gaussian_weights, sigma=sigma,
+                                   use_sample_covariance=use_sample_covariance, K1=K1, K2=K2,
+                                   preset=preset)
+        if constant not in ("nan", "compute"):
+            raise ValueError(f"constant must be 'nan' or 'compute', got {constant!r}")
+        self.maps = as_batch(maps, "maps")
+        if any(n < self.options.win_size for n in self.maps.shape[1:]):
+            raise ValueError(f"ssim: win_size {self.options.win_size} exceeds the map extent "
+                             f"{self.maps.shape[1:]}; pass a smaller odd win_size")
+        self.constant = constant
+        self.precision = precision
+        self.workers = default_workers() if workers is None else max(1, int(workers))
+        self.flags = _map_flags(self.maps, constant)
+        self._stats: Dict[Any, _MapStats] = {}
+
+    def _stats_for(self, float_type) -> "_MapStats":
+        if float_type not in self._stats:
+            self._stats[float_type] = _MapStats(self.maps, self.options, float_type,
+                                                _cov_norm(self.options, self.maps.ndim - 1),
+                                                self.workers)
+        return self._stats[float_type]
+
+    def __call__(self, maps: Any, return_reasons: bool = False) -> _Result:
+        """SSIM of reference item ``i`` and ``maps[i]`` for every ``i``: float64 ``(B,)``."""
+        other = as_batch(maps, "maps")
+        check_same_shape(self.maps, other, "reference maps", "maps")
+        float_type = {"float32": np.float32, "float64": np.float64, None: None}[self.precision] \
+            or _float_type(self.maps, other)
+        index = np.arange(other.shape[0])
+        reasons = _pair_reasons(self.flags, _map_flags(other, self.constant),
+                                np.stack([index, index], 1))
+        values = np.full(other.shape[0], np.nan)
+        defined = np.flatnonzero([r is None for r in reasons])
+        if defined.size:
+            stats_a = self._stats_for(float_type)
+            stats_b = _MapStats(other[defined], self.options, float_type,
+                                _cov_norm(self.options, other.ndim - 1), self.workers)
+            values[defined] = _ssim_from_stats(
+                self.maps, other, index, defined, defined, np.arange(defined.size), stats_a,
+                stats_b, self.options, float_type, self.workers)
+        return finish(values, reasons, return_reasons)
 
 
 def _standardized_ranks(flat: np.ndarray) -> np.ndarray:

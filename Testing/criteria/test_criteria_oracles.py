@@ -221,3 +221,27 @@ def test_quantus_ssim_equals_ours_with_its_data_range():
     np.testing.assert_allclose(ssim(a, b, data_range=1.0), quantus_ssim(a, b, batched=True),
                                atol=1e-9)
     assert not np.allclose(ssim(a, b, preset="paper"), quantus_ssim(a, b, batched=True))
+
+
+def test_sensitivity_and_localization_on_3d_volumes():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Conv3d(4, 4, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool3d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(4, 2)).eval()
+    rng = np.random.default_rng(0)
+    volumes = torch.from_numpy(rng.random((4, 1, 12, 14, 16), dtype=np.float32))
+    result = randomization_sensitivity(model, volumes, ["gradient"], granularity="layers",
+                                       n_pairs=3)["gradient"]
+    assert result.states == ["original", "6", "2", "0"]
+    assert result.ssim.shape == (1, 4, 4) and result.ssim_curve[0] == pytest.approx(1.0)
+    assert result.baseline.pairs.shape == (12, 2)
+    masks = np.zeros((4, 12, 14, 16), bool)
+    masks[:, 4:8, 5:9, 6:10] = True
+    maps = compute_maps(model, volumes, "gradient")
+    assert maps.shape == (4, 12, 14, 16)
+    loc = localization_utility({"gradient": maps}, masks, training_masks=masks, n_resamples=50)
+    assert np.isfinite(loc.summary["gradient"]["mean"])
+    # the average mask equals every test mask here: a perfect baseline map
+    assert loc.summary["baseline:average_mask"]["mean"] == pytest.approx(1.0)
+    assert not loc.passed["gradient"]

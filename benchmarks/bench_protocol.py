@@ -127,8 +127,11 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="4 images, lighter method settings")
     parser.add_argument("--n", type=int, default=None, help="positive images (default 100; 4 with --quick)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--sample-size", type=int, default=None,
+                        help="images in the randomization/repeatability/reproducibility sample (default: all N)")
     parser.add_argument("--batch-size", type=int, default=None, help="studies per batch (default 16 CPU, 50 GPU)")
     parser.add_argument("--bundle", default=str(REPO / "MonaiBundle"))
+    parser.add_argument("--methods", default=None, help="comma-separated subset of the 8 methods (smoke tests)")
     parser.add_argument("--keep", default=None, help="keep the results folder here")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
@@ -158,8 +161,11 @@ def main(argv=None) -> int:
 
     methods = ("gradient", "smoothgrad", "integrated_gradients", "smoothgrad_ig", "gradcam", "guided_backprop",
                "guided_gradcam", "xrai")
-    params = QUICK_PARAMS if args.quick else {}
-    settings = EvaluationSettings(methods=methods, method_params=params, batch_size=batch, sample_size=n, seed=0)
+    if args.methods:
+        methods = tuple(m for m in args.methods.split(",") if m)
+    params = {m: p for m, p in QUICK_PARAMS.items() if m in methods} if args.quick else {}
+    sample = min(args.sample_size or n, n)
+    settings = EvaluationSettings(methods=methods, method_params=params, batch_size=batch, sample_size=sample, seed=0)
     effective = {m: method_settings(make_method(m, "paper", params.get(m, {}))) for m in methods}
 
     start = time.perf_counter()
@@ -185,7 +191,8 @@ def main(argv=None) -> int:
     cascade_states = [s for s in results["randomization"]["states"] if s != "original"]
     arch_of = {"original": "densenet_small", "replicate": "densenet_small", "second_arch": "resnet_small",
                "cascade": "densenet_small"}
-    maps_per_state = {"original": n, "replicate": n, "second_arch": n, "cascade": n * len(cascade_states)}
+    maps_per_state = {"original": n, "replicate": sample, "second_arch": sample,
+                      "cascade": sample * len(cascade_states) + (n - sample)}
     per_image_passes = sum(passes_per_map(m, effective[m]) for m in methods)
     bound = {state: maps_per_state[state] * per_image_passes * pass_time[arch_of[state]] for state in maps_per_state}
     total_bound = sum(bound.values())
@@ -195,7 +202,8 @@ def main(argv=None) -> int:
     print(f"\n== bench_protocol: {n} positive images 224x224, {len(methods)} methods "
           f"({'--quick settings' if args.quick else 'the study settings'}), device {device} "
           f"({torch.get_num_threads()} threads), batch {batch}, models: {weights}")
-    print(f"cascade: {len(cascade_states)} randomized states of densenet_small; sample = all {n} images")
+    print(f"cascade: {len(cascade_states)} randomized states of densenet_small; sample {sample} of {n} images "
+          f"(the others: original + fully randomized state only)")
     print(f"passes per image and model state: {per_image_passes:g} "
           + ", ".join(f"{m} {passes_per_map(m, effective[m]):g}" for m in methods))
     print(f"batched forward+backward at 224: " + ", ".join(f"{a} {t * 1e3:.2f} ms/image" for a, t in pass_time.items()))
@@ -218,20 +226,21 @@ def main(argv=None) -> int:
     d121 = build_classifier("densenet121")
     t121 = time_pass(d121, device, min(batch, 16), repeats=3)
     states121 = sum(1 for _ in engines.cascade(d121, "blocks", 0, "reset")) - 1
-    paper_passes = sum(passes_per_map(m, method_settings(make_method(m, "paper", {}))) for m in methods)
+    paper_methods = ("gradient", "smoothgrad", "integrated_gradients", "smoothgrad_ig", "gradcam", "guided_backprop",
+                     "guided_gradcam", "xrai")
+    paper_passes = sum(passes_per_map(m, method_settings(make_method(m, "paper", {}))) for m in paper_methods)
     maps121 = 100 * (3 + states121)
     projected = maps121 * paper_passes * t121 * max(ratio, 1.0)
     print(f"DenseNet121: {t121 * 1e3:.1f} ms per batched forward+backward at 224 on {device}; cascade of "
-          f"{states121} states; the study protocol (100 images, paper settings, {paper_passes:g} passes per map, "
-          f"{maps121} maps x 8 methods) = {maps121 * paper_passes:,.0f} passes -> bound {maps121 * paper_passes * t121 / 3600:.2f} h, "
-          f"projected {projected / 3600:.2f} h at the measured ratio on this device"
-          + (" (GPU-hours on one GPU)" if device.startswith("cuda") else
-             " (CPU: GPU work; on one H100-class GPU a DenseNet121 pass is ~1-2 ms -> about 0.3-0.6 h per the same count)"))
+          f"{states121} states. The study protocol (100 images x {3 + states121} model states, paper settings: "
+          f"{paper_passes:g} passes per image and state over the 8 methods) = {maps121 * paper_passes:,.0f} passes -> "
+          f"bound {maps121 * paper_passes * t121 / 3600:.2f} h, projected {projected / 3600:.2f} h at the measured ratio "
+          + ("on this GPU (GPU-hours)" if device.startswith("cuda") else "on this CPU: GPU work (README: one-GPU figure)"))
     figures = {"n": n, "device": device, "batch": batch, "quick": args.quick, "pass_seconds": pass_time,
                "bound_seconds": bound, "measured_seconds": measured, "protocol_wall": protocol_wall,
                "ratio": ratio, "cpu_busy": busy, "stages": stage, "densenet121_pass_seconds": t121,
                "densenet121_cascade_states": states121, "densenet121_projected_hours": projected / 3600,
-               "total_passes": total_passes}
+               "total_passes": total_passes, "sample": sample}
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))
     if not args.keep:

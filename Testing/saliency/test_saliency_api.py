@@ -202,3 +202,13 @@ def test_works_inside_no_grad_and_inference_mode_and_on_metatensors(tiny_net, im
     maps = compute_saliency(model, MetaTensor(images_2d), "gradient")
     assert type(maps) is torch.Tensor
     torch.testing.assert_close(maps, expected)
+
+
+@pytest.mark.parametrize("method", ["smoothgrad", "smoothgrad_ig", "integrated_gradients", "occlusion"])
+def test_internal_batch_size_does_not_change_the_maps(method, tiny_net, images_2d):
+    model = tiny_net()
+    small = compute_saliency(model, images_2d, method, postprocess="none", internal_batch_size=1,
+                             **FAST.get(method, {}))
+    large = compute_saliency(model, images_2d, method, postprocess="none", internal_batch_size=64,
+                             **FAST.get(method, {}))
+    torch.testing.assert_close(small, large, rtol=1e-4, atol=1e-6 * float(large.abs().max()))

@@ -68,14 +68,26 @@ def test_report_embeds_every_promised_figure_as_png_after_the_scorecard(evaluate
 
 
 def test_scorecard_verdicts_follow_the_stated_rules(evaluated):
+    import json
+
     results, _, out = evaluated
+    baselines = results["different_image_baseline"]
     for method, row in results["scorecard"]["methods"].items():
         loc = row["localization"]
+        assert loc["baseline"] == results["localization"]["baselines"]["mean_mask"]["mean"]
         assert loc["passes"] == (loc["value"] > loc["baseline"])
         ran = row["randomization"]
-        assert ran["baseline"] == results["randomization"]["different_image_baseline"][method]["ssim"]
+        curve = [s["mean"] for s in results["randomization"]["curves"][method]["ssim"] if s["mean"] is not None]
+        assert ran["value"] == min(curve) and ran["baseline"] == baselines[method]["ssim"]
         assert ran["passes"] == (ran["value"] < ran["baseline"])
+        for criterion in ("repeatability", "reproducibility"):
+            entry = row[criterion]
+            assert entry["value"] == results[criterion]["summary"][method]["mean"]
+            assert entry["passes"] == (entry["value"] > baselines[method]["ssim"])
         assert row["trusted"] == all(row[c]["passes"] for c in ("localization", "randomization",
                                                                 "repeatability", "reproducibility"))
+    # the scorecard files are the project's Scorecard format (criteria), one row per method x criterion
+    card = json.loads((out / "scorecard.json").read_text())
+    assert len(card["rows"]) == 4 * len(results["methods"])
     csv_rows = (out / "scorecard.csv").read_text().splitlines()
-    assert csv_rows[0].startswith("method,localization_value") and len(csv_rows) == 1 + len(results["methods"])
+    assert csv_rows[0].startswith("method,criterion,value") and len(csv_rows) == 1 + 4 * len(results["methods"])

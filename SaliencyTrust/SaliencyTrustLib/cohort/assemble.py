@@ -24,11 +24,25 @@ from .settings import EvaluationSettings
 from .store import collect_records, load_map, read_failures, read_run_file, write_json_atomic
 from .units import CASCADE_PREFIX, ORIGINAL, REPLICATE, SECOND_ARCH, Unit
 
-#: Repeatability / reproducibility reference of the study: SSIM between two independently trained
-#: localization networks (U-Net on masks, RetinaNet on boxes). A method "passes" when its mean SSIM
-#: reaches the laxer of the two (we have no localization network of our own to compare with).
+#: Repeatability / reproducibility references of the study: SSIM between two independently trained
+#: localization networks (U-Net on masks, RetinaNet on boxes), shown for scale. Without localization
+#: networks of our own, the verdict compares with the different-image baseline (criteria's rule).
 REFERENCE_SSIM = {"U-Net (study, masks)": 0.975, "RetinaNet (study, boxes)": 0.80}
-REPEATABILITY_THRESHOLD = min(REFERENCE_SSIM.values())
+
+
+def _rules() -> Dict[str, str]:
+    """The pass rules, worded by :mod:`SaliencyTrustLib.criteria` (one wording project-wide)."""
+    from ..criteria.consistency import CONSISTENCY_RULES
+    from ..criteria.localization import LOCALIZATION_RULE
+    from ..criteria.sensitivity import SENSITIVITY_RULES
+
+    return {"localization": LOCALIZATION_RULE.format(baseline="average training mask"),
+            "randomization": SENSITIVITY_RULES["any"],
+            "repeatability": CONSISTENCY_RULES["different_image"],
+            "reproducibility": CONSISTENCY_RULES["different_image"]}
+
+
+RULES = _rules()
 
 METRIC_COLUMNS = ("auprc", "auprc_mean_mask", "ssim_vs_original", "spearman_vs_original", "target")
 
@@ -113,28 +127,32 @@ def assemble_results(root, plan, settings: EvaluationSettings, progress: bool = 
                           "reference": {"U-Net (study, SIIM)": 0.404, "RetinaNet (study, RSNA)": 0.596}},
         }
 
+    baseline: Dict[str, Any] = {}
+    if set(criteria) & {"randomization", "repeatability", "reproducibility"}:
+        for m in tqdm(methods, desc="different-image baseline", disable=not progress, leave=False):
+            maps = [load_map(root, records[Unit(s, m, ORIGINAL).key].map_file) for s in sample
+                    if Unit(s, m, ORIGINAL).key in records]
+            value = (engines.different_image_baseline(np.stack(maps), settings.n_pairs, settings.seed,
+                                                      settings.ssim_data_range)
+                     if len(maps) >= 2 else {"ssim": None})
+            baseline[m] = {k: _clean(v) for k, v in value.items()}
+        results["different_image_baseline"] = baseline
+
     if "randomization" in criteria and plan.cascade_states:
         curves: Dict[str, Any] = {}
-        baseline: Dict[str, Any] = {}
-        for m in tqdm(methods, desc="different-image baseline", disable=not progress, leave=False):
+        for m in methods:
             ssim_rows = [[metric(s, m, state, "ssim_vs_original") for s in sample] for state in plan.cascade_states]
             rho_rows = [[metric(s, m, state, "spearman_vs_original") for s in sample] for state in plan.cascade_states]
             curves[m] = {"ssim": [summarize(r) for r in ssim_rows], "spearman": [summarize(r) for r in rho_rows],
                          "ssim_final_per_study": ssim_rows[-1]}
-            maps = [load_map(root, records[Unit(s, m, ORIGINAL).key].map_file) for s in sample
-                    if Unit(s, m, ORIGINAL).key in records]
-            baseline[m] = (engines.different_image_baseline(np.stack(maps), settings.n_pairs, settings.seed,
-                                                            settings.ssim_data_range)
-                           if len(maps) >= 2 else {"ssim": None})
-            baseline[m] = {k: _clean(v) for k, v in baseline[m].items()}
         results["randomization"] = {
             "states": ["original"] + list(plan.cascade_states),
             "state_labels": ["original"] + [s[len(CASCADE_PREFIX):] for s in plan.cascade_states],
             "curves": curves, "different_image_baseline": baseline,
-            "rule": "passes when the mean SSIM to the original map at the fully randomized state is below "
-                    "the mean SSIM between maps of different images (trained model)",
+            "rule": RULES["randomization"],
             "note": "Binder et al. (CVPR 2023): top-down randomization can be passed by uninformative maps; "
-                    "read the Spearman rank correlation beside SSIM.",
+                    "read the Spearman rank correlation beside SSIM. Gaps in a curve: every map of that state "
+                    "was constant (SSIM undefined, dropped as in the study).",
         }
 
     for criterion, state in (("repeatability", REPLICATE), ("reproducibility", SECOND_ARCH)):
@@ -146,54 +164,80 @@ def assemble_results(root, plan, settings: EvaluationSettings, progress: bool = 
         results[criterion] = {"study_ids": sample, "ssim": ssim, "spearman": rho, "auprc_other_model": auprc,
                               "summary": {m: summarize(v) for m, v in ssim.items()},
                               "spearman_summary": {m: summarize(v) for m, v in rho.items()},
-                              "reference": REFERENCE_SSIM, "threshold": REPEATABILITY_THRESHOLD}
+                              "reference": REFERENCE_SSIM, "different_image_baseline": baseline,
+                              "rule": RULES[criterion]}
 
-    results["scorecard"] = build_scorecard(results)
+    card = build_scorecard(results)
+    results["scorecard"] = scorecard_table(card)
     results["gallery"] = _gallery(root, plan, methods, records)
-    _write_outputs(root, results, records, plan, settings)
+    _write_outputs(root, results, records, card)
     timing = _timing(records, run_stats, time.perf_counter() - started)
     write_json_atomic(root / "timing.json", timing)
     return results
 
 
-def build_scorecard(results: Dict[str, Any]) -> Dict[str, Any]:
-    """Per method and criterion: the value, the baseline it is judged against and the verdict.
+def build_scorecard(results: Dict[str, Any]):
+    """The :class:`SaliencyTrustLib.criteria.Scorecard` of a run (rules: :data:`RULES`).
 
-    Rules (stated in the report): localization passes when the mean AUPRC beats both the
-    average-mask and the randomized-model baselines; randomization as in ``results['randomization']
-    ['rule']``; repeatability / reproducibility when the mean SSIM reaches :data:`REPEATABILITY_THRESHOLD`.
+    * localization: mean AUPRC vs the average-mask baseline's (the randomized-model baseline and
+      the study's localization networks in ``details``);
+    * randomization: the lowest mean SSIM over the cascade's states vs the different-image baseline;
+    * repeatability / reproducibility: mean SSIM between the two models vs the different-image
+      baseline (the study's localization-network SSIM in ``details``).
     """
-    card: Dict[str, Any] = {"methods": {}, "rules": {
-        "localization": "mean AUPRC > mean AUPRC of the average-mask baseline and of the same method on the fully randomized model",
-        "randomization": "mean SSIM(fully randomized, original) < mean SSIM between different images",
-        "repeatability": f"mean SSIM between two models of one architecture >= {REPEATABILITY_THRESHOLD} (study's RetinaNet baseline)",
-        "reproducibility": f"mean SSIM between two architectures >= {REPEATABILITY_THRESHOLD} (study's RetinaNet baseline)"}}
+    from ..criteria import Scorecard
+
+    card = Scorecard(params={"settings": results["settings"], "fingerprint": results["fingerprint"],
+                             "ssim_data_range": results["ssim_data_range"]}, versions=results["versions"])
+    baseline = results.get("different_image_baseline", {})
     for m in results["methods"]:
-        row: Dict[str, Any] = {}
         loc = results.get("localization")
         if loc:
             value = loc["summary"][m]["mean"]
             mean_mask = loc["baselines"]["mean_mask"]["mean"]
             randomized = loc["baselines"]["randomized_model"].get(m, {}).get("mean")
-            defined = [b for b in (mean_mask, randomized) if b is not None]
-            row["localization"] = {"value": value, "baseline": max(defined) if defined else None,
-                                   "passes": None if value is None or not defined else bool(value > max(defined))}
+            card.add(m, "localization", value, mean_mask,
+                     None if value is None or mean_mask is None else value > mean_mask, RULES["localization"],
+                     value_name="mean AUPRC", baseline_name="average training mask",
+                     randomized_model_auprc=randomized,
+                     above_randomized_model=None if value is None or randomized is None else value > randomized,
+                     n_images=loc["summary"][m]["n"], n_undefined=loc["summary"][m]["n_undefined"])
         ran = results.get("randomization")
         if ran:
-            final = ran["curves"][m]["ssim"][-1]["mean"]
-            base = ran["different_image_baseline"][m].get("ssim")
-            row["randomization"] = {"value": final, "baseline": base,
-                                    "passes": None if final is None or base is None else bool(final < base)}
+            curve = [s["mean"] for s in ran["curves"][m]["ssim"]]
+            defined = [(v, i) for i, v in enumerate(curve) if v is not None]
+            base = baseline.get(m, {}).get("ssim")
+            lowest = min(defined)[0] if defined else None
+            first = next((ran["states"][i + 1] for v, i in defined if base is not None and v < base), None)
+            card.add(m, "randomization", lowest, base, None if lowest is None or base is None else lowest < base,
+                     RULES["randomization"], value_name="min over states of mean SSIM",
+                     baseline_name="different-image mean SSIM", first_below=first,
+                     final_state_ssim=curve[-1] if curve else None)
         for criterion in ("repeatability", "reproducibility"):
             block = results.get(criterion)
             if block:
                 value = block["summary"][m]["mean"]
-                row[criterion] = {"value": value, "baseline": block["threshold"],
-                                  "passes": None if value is None else bool(value >= block["threshold"])}
-        verdicts = [v["passes"] for v in row.values() if v["passes"] is not None]
-        row["trusted"] = bool(verdicts) and all(verdicts)
-        card["methods"][m] = row
+                base = baseline.get(m, {}).get("ssim")
+                card.add(m, criterion, value, base, None if value is None or base is None else value > base,
+                         RULES[criterion], value_name="mean SSIM",
+                         baseline_name="different-image mean SSIM (localization baseline absent)",
+                         study_localization_networks=REFERENCE_SSIM,
+                         spearman_mean=block["spearman_summary"][m]["mean"])
     return card
+
+
+def scorecard_table(card) -> Dict[str, Any]:
+    """``{"methods": {method: {criterion: {value, baseline, passes}, "trusted"}}, "rules": ...}``
+    (the report's view of a :class:`~SaliencyTrustLib.criteria.Scorecard`)."""
+    table: Dict[str, Any] = {"methods": {}, "rules": {}}
+    for row in card.rows:
+        entry = table["methods"].setdefault(row.method, {})
+        entry[row.criterion] = {"value": row.value, "baseline": row.baseline, "passes": row.passed,
+                                "baseline_name": row.baseline_name, "value_name": row.value_name}
+        table["rules"][row.criterion] = row.rule
+    for method, entry in table["methods"].items():
+        entry["trusted"] = bool(card.passes_all(method))
+    return table
 
 
 def _gallery(root: Path, plan, methods: List[str], records) -> List[Dict[str, Any]]:
@@ -212,7 +256,7 @@ def _gallery(root: Path, plan, methods: List[str], records) -> List[Dict[str, An
     return items
 
 
-def _write_outputs(root: Path, results: Dict[str, Any], records, plan, settings) -> None:
+def _write_outputs(root: Path, results: Dict[str, Any], records, card) -> None:
     write_json_atomic(root / "results.json", results)
     rows = sorted(records.values(), key=lambda r: r.unit.key)
     tmp = root / ".units.csv.tmp"
@@ -225,20 +269,10 @@ def _write_outputs(root: Path, results: Dict[str, Any], records, plan, settings)
                              *["" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(float(v)) for v in values],
                              record.map_file])
     tmp.replace(root / "units.csv")
-    card = results["scorecard"]
-    write_json_atomic(root / "scorecard.json", card)
-    tmp = root / ".scorecard.csv.tmp"
-    criteria = ("localization", "randomization", "repeatability", "reproducibility")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["method", *[f"{c}_{k}" for c in criteria for k in ("value", "baseline", "passes")], "trusted"])
-        for method, row in card["methods"].items():
-            cells = []
-            for c in criteria:
-                entry = row.get(c, {})
-                cells.extend(["" if entry.get(k) is None else entry.get(k) for k in ("value", "baseline", "passes")])
-            writer.writerow([method, *cells, row["trusted"]])
-    tmp.replace(root / "scorecard.csv")
+    for name, text in (("scorecard.json", card.to_json()), ("scorecard.csv", card.to_csv())):
+        tmp = root / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(root / name)
 
 
 def _timing(records, run_stats, assemble_seconds: float) -> Dict[str, Any]:

@@ -118,6 +118,11 @@ def _different_image_pairs(maps: np.ndarray, n_pairs: int, seed: int, data_range
 
 
 def _as_summary(value: Any) -> Dict[str, float]:
+    if hasattr(value, "to_dict") and hasattr(value, "mean"):  # criteria.DifferentImageBaseline
+        details = value.to_dict()
+        return {"ssim": float(value.mean), **{k: float(v) for k, v in details.items()
+                                              if isinstance(v, (int, float)) and not isinstance(v, bool)
+                                              and k not in ("mean", "seed")}}
     if isinstance(value, dict):
         mean = value.get("mean", value.get("ssim", value.get("value")))
         return {"ssim": float(mean), **{k: float(v) for k, v in value.items()

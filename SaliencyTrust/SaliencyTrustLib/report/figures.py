@@ -21,12 +21,14 @@ FIGURES = {
     "randomization": ("Sensitivity to cascading weight randomization",
                       "Mean SSIM (left) and Spearman rank correlation (right) between the map of each randomized state "
                       "and the original map, top-down; dashed: each method's different-image SSIM baseline. A method "
-                      "passes when its SSIM curve ends below its baseline."),
+                      "passes when its SSIM curve falls below its baseline at some state."),
     "repeatability": ("Repeatability: two models of one architecture",
-                      "Per-image SSIM between maps of two independently trained models of the same architecture; "
-                      "dashed: the study's localization-network references."),
+                      "Per-image SSIM between maps of two independently trained models of the same architecture. "
+                      "Red bars: each method's different-image baseline (a method passes above it); dashed grey: "
+                      "the study's localization-network SSIM (other data, for scale)."),
     "reproducibility": ("Reproducibility: two architectures",
-                        "Per-image SSIM between maps of two architectures; dashed: the study's references."),
+                        "Per-image SSIM between maps of two architectures. Red bars: each method's different-image "
+                        "baseline (a method passes above it); dashed grey: the study's localization networks."),
     "gallery": ("Example images",
                 "Input with the ground truth outlined (red), then each method's map on the trained model (top row "
                 "of each study) and on the fully randomized model (bottom row)."),
@@ -152,6 +154,11 @@ def agreement_figure(results: Dict[str, Any], criterion: str) -> Optional[bytes]
         body.set_alpha(0.6)
     for i, d in enumerate(shown, start=1):
         ax.scatter(np.full(d.size, i) + np.linspace(-0.08, 0.08, d.size), d, s=6, color="black", alpha=0.5)
+    baselines = block.get("different_image_baseline", {})
+    for i, m in enumerate(methods, start=1):
+        base = baselines.get(m, {}).get("ssim")
+        if base is not None:
+            ax.hlines(base, i - 0.35, i + 0.35, colors="red", linewidth=2)
     for name, value in block["reference"].items():
         ax.axhline(value, linestyle="--", color="grey", linewidth=1)
         ax.text(len(methods) + 0.45, value, name, fontsize=7, va="bottom", ha="right", color="grey")

@@ -42,18 +42,24 @@ def _read_volume(path: str):
 
 
 def _fetch_dicomweb(cohort: Cohort, uid: str, cache_dir: Path) -> str:
-    target = cache_dir / "dicomweb" / uid
-    if target.is_dir() and any(target.iterdir()):
-        return str(target)
-    from dicomweb_client.api import DICOMwebClient
+    """Retrieve a study (WADO-RS) into ``cache_dir/dicomweb/<uid>/<series>/`` once; the series folder.
 
-    client = DICOMwebClient(url=cohort.dicomweb_url)
-    tmp = target.with_name(target.name + ".partial")
-    tmp.mkdir(parents=True, exist_ok=True)
-    for number, dataset in enumerate(client.retrieve_study(uid)):
-        dataset.save_as(tmp / f"{number:05d}.dcm", enforce_file_format=True)
-    tmp.rename(target)
-    return str(target)
+    The download goes to a temporary folder renamed when complete, so an interrupted run never
+    reads half a study.
+    """
+    from ..io import DicomWebStore
+
+    target = cache_dir / "dicomweb" / uid
+    if not target.is_dir():
+        partial = cache_dir / "dicomweb" / f".partial-{uid}"
+        import shutil
+
+        shutil.rmtree(partial, ignore_errors=True)
+        DicomWebStore(cohort.dicomweb_url).pull_study(uid, partial)
+        (partial / uid).rename(target)
+        shutil.rmtree(partial, ignore_errors=True)
+    series = sorted(p for p in target.iterdir() if p.is_dir())
+    return str(series[0] if len(series) == 1 else target)
 
 
 def _scale01(array: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ are read one batch at a time by the runner, so memory does not grow with the coh
   StudyInstanceUID), retrieved into a cache folder only when its batch is computed.
 
 Ground truth (``--ground-truth``) when the cohort does not carry it: a folder with one file per study
-named ``<study id>.<ext>`` (NIfTI, NRRD, DICOM SEG; read by :func:`SaliencyTrustLib.io.read_ground_truth`
+named ``<study id>.<ext>`` (for a PACS study also its PatientID or AccessionNumber) (NIfTI, NRRD, DICOM SEG; read by :func:`SaliencyTrustLib.io.read_ground_truth`
 on the study's grid) or an RSNA-style boxes CSV (``patientId,x,y,width,height,Target``).
 """
 
@@ -39,6 +39,8 @@ class StudyRef:
         ground_truth: mask file path (any format the io readers take), or None.
         boxes: ``((x, y, width, height), ...)`` pixel boxes (x = column), or None.
         label: 1 abnormal / 0 normal, or None when unknown.
+        aliases: other ids the ground truth and labels may use (a PACS study's PatientID and
+            AccessionNumber: RSNA boxes are keyed by patientId).
     """
 
     study_id: str
@@ -46,6 +48,7 @@ class StudyRef:
     ground_truth: Optional[str] = None
     boxes: Optional[Tuple[Tuple[float, float, float, float], ...]] = None
     label: Optional[int] = None
+    aliases: Tuple[str, ...] = ()
 
 
 @dataclass
@@ -184,15 +187,17 @@ def load_dicom_folder(folder: PathLike) -> Cohort:
 
 
 def load_dicomweb(url: str) -> Cohort:
-    """A cohort of every study on a DICOMweb service (QIDO-RS ``/studies``)."""
-    from dicomweb_client.api import DICOMwebClient
+    """A cohort of every study on a DICOMweb service (QIDO-RS ``/studies``), study id = StudyInstanceUID."""
+    from ..io import DicomWebStore
 
-    client = DICOMwebClient(url=url)
-    found = client.search_for_studies(fields=["StudyInstanceUID"])
-    uids = sorted({item["0020000D"]["Value"][0] for item in found if "0020000D" in item})
-    if not uids:
+    found = {str(item["StudyInstanceUID"]): item for item in DicomWebStore(url).list_studies()
+             if item.get("StudyInstanceUID")}
+    if not found:
         raise _bad_input(url, "the DICOMweb service lists no studies.", "check the URL (it must end at the DICOMweb root).")
-    return Cohort([StudyRef(uid, f"dicomweb:{uid}") for uid in uids], source=f"DICOMweb {url}", dicomweb_url=url)
+    studies = [StudyRef(uid, f"dicomweb:{uid}",
+                        aliases=tuple(str(found[uid][k]) for k in ("PatientID", "AccessionNumber") if found[uid].get(k)))
+               for uid in sorted(found)]
+    return Cohort(studies, source=f"DICOMweb {url}", dicomweb_url=url)
 
 
 def load_cohort(cohort: str, ground_truth: Optional[PathLike] = None, labels: Optional[PathLike] = None,
@@ -218,12 +223,13 @@ def load_cohort(cohort: str, ground_truth: Optional[PathLike] = None, labels: Op
     label_map = _labels_csv(labels) if labels else {}
     updated = []
     for study in result.studies:
-        gt = files.get(study.study_id, study.ground_truth)
-        study_boxes = boxes.get(study.study_id, study.boxes)
-        label = label_map.get(study.study_id, study.label)
+        keys = (study.study_id, *study.aliases)
+        gt = next((files[k] for k in keys if k in files), study.ground_truth)
+        study_boxes = next((boxes[k] for k in keys if k in boxes), study.boxes)
+        label = next((label_map[k] for k in keys if k in label_map), study.label)
         if label is None and boxes:
             label = 1 if study_boxes else 0
-        updated.append(StudyRef(study.study_id, study.image, gt, study_boxes, label))
+        updated.append(StudyRef(study.study_id, study.image, gt, study_boxes, label, study.aliases))
     result.studies = updated
     return result
 

@@ -15,14 +15,14 @@ def summary_text(results: Dict[str, Any], out_dir, report: Optional[Path] = None
     lines = [f"SaliencyTrust: {cohort['n_studies']} positive images ({cohort['n_sample']} in the randomization/"
              f"repeatability/reproducibility sample), {len(results['methods'])} methods, preset "
              f"{results['settings']['preset']}, SSIM data_range {results['ssim_data_range']}."]
-    header = f"{'method':<22}" + "".join(f"{_SHORT[c] + ' (value/base)':>24}" for c in criteria) + f"{'trusted':>9}"
+    header = f"{'method':<22}" + "".join(f"{_SHORT[c] + ' (value/base)':>25}" for c in criteria) + f"{'trusted':>9}"
     lines += [header, "-" * len(header)]
     for method, row in results["scorecard"]["methods"].items():
         cells = []
         for c in criteria:
             entry = row.get(c)
             if not entry or entry["value"] is None:
-                cells.append(f"{'n/a':>24}")
+                cells.append(f"{'n/a':>25}")
                 continue
             mark = "?" if entry["passes"] is None else ("PASS" if entry["passes"] else "fail")
             base = "n/a" if entry["baseline"] is None else f"{entry['baseline']:.3f}"

@@ -18,8 +18,10 @@ __all__ = ["FIGURES", "make_figures", "promised_figures", "render_html", "write_
 
 
 def write_report(root: Union[str, Path], results: Optional[Dict[str, Any]] = None,
-                 title: str = "SaliencyTrust report", name: str = "report.html") -> Path:
+                 title: str = "SaliencyTrust report", name: str = "report.html", notes: Optional[str] = None) -> Path:
     """Write ``root/report.html`` (figures embedded) and ``root/figures/*.png``; return the HTML path.
+
+    ``notes``: a paragraph shown under the title (how this run differs from the study).
 
     Raises:
         FileNotFoundError: ``root/results.json`` is missing and ``results`` not given.
@@ -36,7 +38,7 @@ def write_report(root: Union[str, Path], results: Optional[Dict[str, Any]] = Non
     figure_dir.mkdir(parents=True, exist_ok=True)
     for figure_id, png in figures.items():
         (figure_dir / f"{figure_id}.png").write_bytes(png)
-    page = render_html(results, figures, timing, title=title)
+    page = render_html(results, figures, timing, title=title, notes=notes)
     target = root / name
     tmp = target.with_name(f".{name}.tmp")
     tmp.write_text(page, encoding="utf-8")

@@ -47,8 +47,8 @@ def _plt():
 def method_colors(methods: List[str]) -> Dict[str, Any]:
     """One stable colour per method (tab10 order)."""
     plt = _plt()
-    cmap = plt.get_cmap("tab10")
-    return {m: cmap(i % 10) for i, m in enumerate(methods)}
+    palette = [plt.get_cmap("tab10")(i) for i in (0, 1, 2, 3, 4, 5, 6, 8, 9)]  # no grey: grey means baseline
+    return {m: palette[i % len(palette)] for i, m in enumerate(methods)}
 
 
 def _png(fig) -> bytes:

@@ -96,7 +96,7 @@ def _summary_tables(results: Dict[str, Any]) -> str:
 
 
 def render_html(results: Dict[str, Any], figures: Dict[str, bytes], timing: Optional[Dict[str, Any]] = None,
-                title: str = "SaliencyTrust report") -> str:
+                title: str = "SaliencyTrust report", notes: Optional[str] = None) -> str:
     """The report as one HTML string.
 
     Args:
@@ -104,6 +104,7 @@ def render_html(results: Dict[str, Any], figures: Dict[str, bytes], timing: Opti
         figures: ``{figure id: PNG bytes}`` (:func:`SaliencyTrustLib.report.figures.make_figures`).
         timing: optional ``timing.json`` content.
         title: the page title.
+        notes: an optional paragraph under the title (e.g. the demo's reduced settings).
     """
     cohort = results["cohort"]
     sections: List[str] = [
@@ -112,6 +113,7 @@ def render_html(results: Dict[str, Any], figures: Dict[str, bytes], timing: Opti
         f"(sample of {cohort['n_sample']} for randomization / repeatability / reproducibility) &middot; "
         f"{len(results['methods'])} methods &middot; preset <code>{html.escape(results['settings']['preset'])}</code> "
         f"&middot; configuration <code>{results['fingerprint'][:12]}</code></div>",
+        f"<p class=\"sub\" id=\"notes\">{html.escape(notes)}</p>" if notes else "",
         "<h2 id=\"scorecard-title\">Scorecard</h2>", _verdict(results), _scorecard_table(results),
         "<p class=\"sub\">Criteria of Arun et al., <i>Assessing the Trustworthiness of Saliency Maps for Localizing "
         "Abnormalities in Medical Imaging</i>, Radiology: AI 2021;3(6):e200267.</p>",

@@ -98,7 +98,11 @@ def build_classifier(name: str, spatial_dims: int = 2, in_channels: int = 1, num
         raise ValueError(f"build_classifier: spatial_dims must be 2 or 3, got {spatial_dims!r}.")
     if in_channels < 1 or num_classes < 1:
         raise ValueError(f"build_classifier: in_channels and num_classes must be >= 1, got {in_channels}, {num_classes}.")
-    return ARCHITECTURES[name](int(spatial_dims), int(in_channels), int(num_classes))
+    model = ARCHITECTURES[name](int(spatial_dims), int(in_channels), int(num_classes))
+    for module in model.modules():  # MONAI's ResNet blocks ignore ``act``: switch every ReLU off in-place
+        if isinstance(module, (nn.ReLU, nn.LeakyReLU, nn.ReLU6, nn.ELU)) and getattr(module, "inplace", False):
+            module.inplace = False
+    return model
 
 
 def _state_dict_from_checkpoint(checkpoint: Any, path: Path) -> Tuple[Mapping[str, torch.Tensor], Optional[str]]:

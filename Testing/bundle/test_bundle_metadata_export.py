@@ -1,0 +1,53 @@
+"""The bundle's metadata against the local schema (offline verify_metadata), the network's input /
+output against the metadata (verify_net_in_out) and the TorchScript export (ckpt_export)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from monai.bundle import ckpt_export, verify_metadata, verify_net_in_out
+
+from SaliencyTrustLib.networks import load_classifier
+
+
+def test_metadata_verifies_offline_against_the_local_schema(bundle_root):
+    # the schema file exists, so verify_metadata validates without downloading anything
+    verify_metadata(meta_file=str(bundle_root / "configs" / "metadata.json"),
+                    filepath=str(bundle_root / "schema" / "meta_schema.json"))
+
+
+@pytest.mark.parametrize("broken", ["drop network_data_format", "drop channel_def", "bad version"])
+def test_local_schema_is_strict_on_required_fields(bundle_root, tmp_path, broken):
+    meta = json.loads((bundle_root / "configs" / "metadata.json").read_text())
+    if broken == "drop network_data_format":
+        del meta["network_data_format"]
+    elif broken == "drop channel_def":
+        del meta["network_data_format"]["inputs"]["image"]["channel_def"]
+    else:
+        meta["version"] = "first"
+    path = tmp_path / "metadata.json"
+    path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError):
+        verify_metadata(meta_file=str(path), filepath=str(bundle_root / "schema" / "meta_schema.json"))
+
+
+@pytest.mark.parametrize("network_name", ["densenet_small", "resnet_small"])
+def test_network_input_and_output_match_the_metadata(bundle_root, network_name):
+    verify_net_in_out(net_id="network_def", meta_file=str(bundle_root / "configs" / "metadata.json"),
+                      config_file=str(bundle_root / "configs" / "inference.json"), device="cpu",
+                      network_name=network_name)
+
+
+def test_ckpt_export_gives_a_torchscript_model_with_the_same_logits(bundle_root, tmp_path):
+    target = tmp_path / "model.ts"
+    ckpt_export(net_id="network_def", filepath=str(target), ckpt_file=str(bundle_root / "models" / "model.pt"),
+                key_in_ckpt="model", meta_file=str(bundle_root / "configs" / "metadata.json"),
+                config_file=str(bundle_root / "configs" / "inference.json"), bundle_root=str(bundle_root))
+    scripted = torch.jit.load(str(target))
+    model = load_classifier(bundle_root / "models" / "model.pt")
+    x = torch.rand(2, 1, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), model(x), rtol=1e-4, atol=1e-5)

@@ -26,6 +26,8 @@ _LAZY = {
     "available_methods": "SaliencyTrustLib.saliency",
     "SaliencyMethod": "SaliencyTrustLib.saliency",
     "ImageVolume": "SaliencyTrustLib.image",
+    "build_classifier": "SaliencyTrustLib.networks",
+    "load_classifier": "SaliencyTrustLib.networks",
     "auprc": "SaliencyTrustLib.metrics",
     "ssim": "SaliencyTrustLib.metrics",
     "Scorecard": "SaliencyTrustLib.criteria",

@@ -31,6 +31,9 @@ _LAZY = {
     "auprc": "SaliencyTrustLib.metrics",
     "ssim": "SaliencyTrustLib.metrics",
     "Scorecard": "SaliencyTrustLib.criteria",
+    "evaluate_cohort": "SaliencyTrustLib.cohort",
+    "load_cohort": "SaliencyTrustLib.cohort",
+    "write_report": "SaliencyTrustLib.report",
 }
 
 __all__ = ["__version__", *_LAZY]

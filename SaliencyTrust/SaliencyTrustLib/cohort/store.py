@@ -255,6 +255,19 @@ def _read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60.0)
 
 
+def _rows(path: Path, query: str) -> list:
+    """All rows of ``query`` on one rank's database; none while that rank is still creating it."""
+    db = _read_only(path)
+    try:
+        return db.execute(query).fetchall()
+    except sqlite3.OperationalError as error:  # another rank between creating the file and its tables
+        if "no such table" in str(error):
+            return []
+        raise
+    finally:
+        db.close()
+
+
 def store_files(root: PathLike) -> List[Path]:
     """Every rank's unit database in ``root/store``, sorted."""
     return sorted((Path(root) / STORE_DIR).glob("units-rank*.sqlite"))
@@ -264,37 +277,25 @@ def done_unit_keys(root: PathLike) -> Set[str]:
     """Keys of every unit recorded by any rank (a restarted run skips them)."""
     keys: Set[str] = set()
     for path in store_files(root):
-        db = _read_only(path)
-        try:
-            keys.update(row[0] for row in db.execute("SELECT unit_key FROM units"))
-        finally:
-            db.close()
+        keys.update(row[0] for row in _rows(path, "SELECT unit_key FROM units"))
     return keys
 
 
 def iter_records(root: PathLike) -> Iterator[UnitRecord]:
     """Every stored unit of every rank (in database order; may repeat a key across databases)."""
     for path in store_files(root):
-        db = _read_only(path)
-        try:
-            for key, study, method, state, map_file, metrics, seconds, rank in db.execute(
-                    "SELECT unit_key, study_id, method, model_state, map_file, metrics, seconds, rank FROM units"):
-                values = {k: (float("nan") if v is None else float(v)) for k, v in json.loads(metrics).items()}
-                yield UnitRecord(Unit(study, method, state), map_file, values, float(seconds), int(rank))
-        finally:
-            db.close()
+        query = "SELECT unit_key, study_id, method, model_state, map_file, metrics, seconds, rank FROM units"
+        for key, study, method, state, map_file, metrics, seconds, rank in _rows(path, query):
+            values = {k: (float("nan") if v is None else float(v)) for k, v in json.loads(metrics).items()}
+            yield UnitRecord(Unit(study, method, state), map_file, values, float(seconds), int(rank))
 
 
 def read_failures(root: PathLike) -> Dict[str, Dict[str, Any]]:
     """``{study_id: {"stage", "message", "rank"}}`` over every rank."""
     failures: Dict[str, Dict[str, Any]] = {}
     for path in store_files(root):
-        db = _read_only(path)
-        try:
-            for study, stage, message, rank in db.execute("SELECT study_id, stage, message, rank FROM failures"):
-                failures[study] = {"stage": stage, "message": message, "rank": int(rank)}
-        finally:
-            db.close()
+        for study, stage, message, rank in _rows(path, "SELECT study_id, stage, message, rank FROM failures"):
+            failures[study] = {"stage": stage, "message": message, "rank": int(rank)}
     return failures
 
 

@@ -3,10 +3,9 @@
 * ``guided_backprop``: the computation of ``captum.attr.GuidedBackprop`` (Springenberg et al.
   2015): the gradient with every ``torch.nn.ReLU``'s backward gated on a positive incoming gradient
   as well as a positive activation. Networks built with in-place ReLUs (MONAI's default) work as
-  they are: instead of backward hooks on the module (which in-place ReLUs break) each ReLU module
-  gets a forward hook that passes its output through a gate function whose forward is the
-  identity on the (non-negative) output and whose backward is ``clamp(grad, min=0) * (output > 0)``.
-  Hooks are removed afterwards. ReLUs called functionally (``F.relu`` inside ``forward``) cannot be
+  they are: instead of module backward hooks (which in-place ReLUs break) each ReLU module gets a
+  forward hook that registers a gradient hook ``clamp(grad, min=0)`` on its output; the ReLU's
+  own backward then multiplies by ``(activation > 0)``. Hooks are removed afterwards. ReLUs called functionally (``F.relu`` inside ``forward``) cannot be
   hooked; a model without any ``nn.ReLU`` module is refused with an error.
 * ``guided_gradcam``: ``captum.attr.GuidedGradCam`` (Selvaraju et al. 2017): Guided Backprop times
   the upsampled GradCAM; with ``normalize_parts=True`` (the study) the product of the two maps each
@@ -26,26 +25,24 @@ from .postprocess import postprocess_paper
 from .validation import TargetLike
 
 
-class _GuidedReLUGate(torch.autograd.Function):
-    """Identity on a ReLU output ``y >= 0``; backward ``clamp(g, 0) * (y > 0)``."""
+def _positive_part(grad: torch.Tensor) -> torch.Tensor:
+    return grad.clamp(min=0)
 
-    @staticmethod
-    def forward(ctx, output: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(output > 0)
-        return output.clone()
 
-    @staticmethod
-    def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        (positive,) = ctx.saved_tensors
-        return grad_output.clamp(min=0) * positive
+def _guide(_module: torch.nn.Module, _inputs, output):
+    # The gradient arriving at the ReLU's output is clamped at 0; the ReLU's own backward then
+    # gates it on a positive activation: together, Guided Backprop's rule. A tensor hook needs
+    # no extra copy of the activation and works on in-place ReLUs.
+    if isinstance(output, torch.Tensor) and output.requires_grad:
+        output.register_hook(_positive_part)
 
 
 @contextlib.contextmanager
 def guided_relus(model: torch.nn.Module) -> Iterator[int]:
     """Within the block, every ``nn.ReLU`` of ``model`` back-propagates as Guided Backprop;
     yields the number of ReLU modules hooked. The model is unchanged afterwards."""
-    handles = [module.register_forward_hook(lambda _m, _i, output: _GuidedReLUGate.apply(output))
-               for module in model.modules() if isinstance(module, torch.nn.ReLU)]
+    handles = [module.register_forward_hook(_guide) for module in model.modules()
+               if isinstance(module, torch.nn.ReLU)]
     try:
         yield len(handles)
     finally:

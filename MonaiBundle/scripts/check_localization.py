@@ -25,6 +25,7 @@ def main() -> int:
     parser.add_argument("--methods", default="gradcam", help="comma-separated saliency method names")
     parser.add_argument("--models", default="model.pt,model_replicate.pt,model_second_arch.pt")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=None, help="use the first N positive test images")
     args = parser.parse_args()
 
     from SaliencyTrustLib.metrics import auprc
@@ -36,7 +37,8 @@ def main() -> int:
     preprocessing = get_preprocessing(keys=("image",), mask_keys=("mask",))
     train = [preprocessing(item) for item in load_datalist(args.datalist, "training", require=("mask",))]
     mean_mask = torch.stack([d["mask"][0] for d in train]).float().mean(0).numpy()
-    test = [preprocessing(item) for item in load_datalist(args.datalist, "test", require=("mask",), labels_only=1)]
+    test = [preprocessing(item) for item in load_datalist(args.datalist, "test", require=("mask",), labels_only=1,
+                                                             limit=args.limit)]
     images = torch.stack([d["image"].as_tensor() for d in test])
     masks = np.stack([d["mask"][0].numpy() > 0.5 for d in test])
     baseline = float(np.nanmean(auprc(np.repeat(mean_mask[None], len(test), 0), masks)))

@@ -212,28 +212,6 @@ def save_classifier(model: nn.Module, path: Union[str, os.PathLike], name: str) 
     return path
 
 
-def tag_checkpoint(path: Union[str, os.PathLike], name: str) -> Optional[Path]:
-    """Record the architecture ``name`` inside a bundle checkpoint written by MONAI's
-    ``CheckpointSaver`` (``{"model": state_dict}``), so :func:`load_classifier` needs no ``name``.
-
-    Called by the bundle's ``train.json`` ``finalize`` step. Returns the path, or ``None`` when no
-    checkpoint was written (e.g. a run with no validation epoch, or a non-zero rank).
-    """
-    path = Path(path)
-    if not path.is_file():
-        return None
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f"{path}: not a bundle checkpoint dictionary.")
-    if "model" not in checkpoint:
-        checkpoint = {"model": checkpoint}
-    checkpoint[ARCH_KEY] = name
-    build = build_classifier(name)  # fail early with a clear message if the name is wrong
-    del build
-    torch.save(checkpoint, path)
-    return path
-
-
 def load_weights(model: nn.Module, path: Union[str, os.PathLike], name: Optional[str] = None) -> nn.Module:
     """Load a weight file into an already built ``model`` (a bundle config's ``network``), after
     checking that every tensor fits (:func:`check_weights_fit`): a clear ``ValueError`` naming the
@@ -292,7 +270,7 @@ def recalibrate_batchnorm(model: nn.Module, data: Any, batch_size: int = 16, ima
     saved = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
-        m.momentum = None  # cumulative average over all batches
+        m.momentum = None  # cumulative (equal-weight) average of the batch statistics
     module.train()
     with torch.no_grad():
         if isinstance(data, torch.Tensor):

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from SaliencyTrustLib.image import ImageVolume
-from SaliencyTrustLib.networks import available_classifiers, build_classifier, load_classifier
+from SaliencyTrustLib.networks import (available_classifiers, build_classifier, load_classifier,
+                                       recalibrate_batchnorm)
 from SaliencyTrustLib.transforms import (get_preprocessing, invert_map, ras_channel_first_to_kji, scale_intensity,
                                          volume_to_data)
 
@@ -72,3 +73,18 @@ def test_scale_intensity_maps_to_unit_range_and_rejects_nan():
     assert not scale_intensity(np.ones((3, 3))).any()
     with pytest.raises(ValueError, match="NaN"):
         scale_intensity(np.array([0.0, np.nan]))
+
+
+def test_batchnorm_recalibration_sets_running_statistics_to_the_data_and_keeps_weights():
+    model = build_classifier("resnet_small")
+    first_norm = model.bn1
+    first_norm.running_mean.fill_(5.0)                                  # a stale, shifted estimate
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_batches" not in k}
+    images = torch.rand(6, 1, 32, 32)
+    recalibrate_batchnorm(model, [{"image": x} for x in images], batch_size=3)   # equal batches: mean of batch means = mean
+    with torch.no_grad():
+        features = model.conv1(images)
+    torch.testing.assert_close(first_norm.running_mean, features.mean(dim=(0, 2, 3)), atol=1e-4, rtol=1e-4)
+    assert not model.training and first_norm.momentum == 0.1
+    for key, value in weights.items():
+        torch.testing.assert_close(model.state_dict()[key], value)

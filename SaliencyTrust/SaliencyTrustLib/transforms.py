@@ -455,7 +455,8 @@ class SaveParametricMapd(MapTransform):
         keys: map keys (``"saliency_<method>"``); the method name is the key without ``prefix``.
         source_key: item key holding the DICOM series folder or file (the datalist's ``"dicom"``).
         output_dir: folder of the written files, ``<output_dir>/<case>/<case>_<method>_pm.dcm``.
-        writer: a callable ``(map_kji, sources, path, method=...)``; default
+        writer: a :class:`SaliencyTrustLib.io.dicom_write.ParametricMapWriter` (its options are kept,
+            ``method`` set per map) or a callable ``(map_kji, sources, path, method=...)``; default
             :func:`SaliencyTrustLib.io.dicom_write.write_parametric_map`.
         id_key: item key naming the case (falls back to the image file name).
         prefix: the map key prefix.
@@ -485,5 +486,10 @@ class SaveParametricMapd(MapTransform):
             array = np.clip(ras_channel_first_to_kji(d[key]), 0.0, 1.0).astype(np.float32)
             folder = self.output_dir / str(case)
             folder.mkdir(parents=True, exist_ok=True)
-            writer(array, str(source), str(folder / f"{case}_{method}_pm.dcm"), method=method)
+            target = str(folder / f"{case}_{method}_pm.dcm")
+            options = getattr(writer, "options", None)
+            if isinstance(options, dict):  # a configured ParametricMapWriter: same options, this method
+                type(writer)(**{**options, "method": method})(array, str(source), target)
+            else:
+                writer(array, str(source), target, method=method)
         return d

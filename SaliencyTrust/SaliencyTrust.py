@@ -426,6 +426,7 @@ class EvaluationResult:
 
     request: EvaluationRequest
     logits: Optional[np.ndarray] = None
+    probabilities: Optional[np.ndarray] = None
     predictedClass: Optional[int] = None
     targetClass: Optional[int] = None
     maps: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
@@ -440,11 +441,10 @@ class EvaluationResult:
     cancelled: bool = False
 
     def predictionText(self) -> str:
-        if self.logits is None:
+        """E.g. ``predicted class 1 (p = 0.943); explained class 1``."""
+        if self.probabilities is None:
             return ""
-        probabilities = np.exp(self.logits - self.logits.max())
-        probabilities = probabilities / probabilities.sum()
-        return (f"predicted class {self.predictedClass} (p = {probabilities[self.predictedClass]:.3f}); "
+        return (f"predicted class {self.predictedClass} (p = {self.probabilities[self.predictedClass]:.3f}); "
                 f"explained class {self.targetClass}")
 
 
@@ -882,7 +882,9 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         import torch
 
         with torch.no_grad():
-            logits = model(batch).detach().cpu().numpy()
+            output = model(batch)
+            logits = output.detach().cpu().numpy()
+            result.probabilities = torch.softmax(output, dim=1).mean(dim=0).cpu().numpy()
         meanLogits = logits.mean(axis=0)
         result.logits = meanLogits
         result.predictedClass = int(np.argmax(meanLogits))
@@ -1409,6 +1411,7 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
             "predicted_class": result.predictedClass,
             "target_class": result.targetClass,
             "logits": None if result.logits is None else [float(v) for v in result.logits],
+            "probabilities": None if result.probabilities is None else [float(v) for v in result.probabilities],
             "ssim": self._ssimDescription(),
             "granularity": result.request.granularity,
             "bn_policy": "reset",

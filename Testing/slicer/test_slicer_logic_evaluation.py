@@ -267,6 +267,8 @@ def test_evaluation_outputs_match_the_core_on_the_same_arrays(st, scene, study, 
     target = [result.targetClass]
     with torch.no_grad():
         assert result.predictedClass == int(model(batch).argmax(1)[0])
+        p = float(torch.softmax(model(batch), 1)[0, result.predictedClass])
+    assert f"predicted class {result.predictedClass} (p = {p:.3f})" in result.predictionText()
 
     def on_image(maps):
         return transforms.ras_channel_first_to_kji(transforms.invert_map(np.asarray(maps)[0], x, pre))

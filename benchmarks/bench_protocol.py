@@ -19,7 +19,7 @@ measured pass time, on this device.
 Usage::
 
     python benchmarks/bench_protocol.py            # N = 100, the study's settings (GPU work)
-    python benchmarks/bench_protocol.py --quick    # N = 4, lighter method settings (~1-2 CPU minutes)
+    python benchmarks/bench_protocol.py --quick    # N = 4, the demo's lighter method settings (~1-2 CPU minutes)
     python benchmarks/bench_protocol.py --n 20 --device cuda --batch-size 32
 """
 
@@ -41,9 +41,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "SaliencyTrust"))
 
-#: The --quick settings: the demo's lighter methods (see SaliencyTrustLib.cohort.cli_demo).
-QUICK_PARAMS = {"smoothgrad": {"nt_samples": 8}, "integrated_gradients": {"n_steps": 8},
-                "smoothgrad_ig": {"nt_samples": 4, "n_steps": 4}, "xrai": {"n_steps": 8}}
+from SaliencyTrustLib.cohort.cli_demo import DEMO_METHOD_PARAMS  # noqa: E402
+
+#: The --quick settings: the demo's lighter methods (SaliencyTrustLib.cohort.cli_demo).
+QUICK_PARAMS = DEMO_METHOD_PARAMS
 
 
 def passes_per_map(method: str, settings: Dict) -> float:
@@ -146,8 +147,9 @@ def main(argv=None) -> int:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     n = args.n or (4 if args.quick else 100)
     batch = args.batch_size or (min(n, 16) if device == "cpu" else min(n, 50))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if device == "cpu" and not os.environ.get("OMP_NUM_THREADS"):
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(cores)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_protocol_"))
     if args.keep and (work / "results").exists():
         shutil.rmtree(work / "results")
@@ -178,7 +180,7 @@ def main(argv=None) -> int:
     results = evaluate_cohort(cohort, files, settings, work / "results", device=device, progress=True)
     protocol_wall = time.perf_counter() - start
     cpu_after = os.times()
-    busy = ((cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)) / (protocol_wall * (os.cpu_count() or 1))
+    busy = ((cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)) / (protocol_wall * cores)
     timing = json.loads((work / "results" / "timing.json").read_text())
     stage["protocol (maps + metrics + assembly)"] = protocol_wall
 
@@ -218,7 +220,7 @@ def main(argv=None) -> int:
     ratio = protocol_wall / total_bound
     print(f"{'END TO END (protocol wall / bound)':<38}{protocol_wall:>12.1f}{total_bound:>12.1f}{ratio:>8.2f}   "
           f"goal <= 1.5; whole script {end_to_end:.1f} s")
-    print(f"CPU busy during the protocol: {100 * busy:.0f}% of {os.cpu_count()} cores")
+    print(f"CPU busy during the protocol: {100 * busy:.0f}% of {cores} cores")
 
     # DenseNet121 projection: the same protocol with every densenet_small state replaced by DenseNet121.
     from SaliencyTrustLib.cohort import engines

@@ -6,18 +6,18 @@ Pipeline (dictionary transforms, keys ``image`` and optionally ground-truth ``ma
 1. :class:`monai.transforms.LoadImaged` with the **ITK reader** - a DICOM series folder, a DICOM
    file, NIfTI, NRRD (ITK gives LPS geometry; MONAI turns the affine to RAS);
 2. :class:`monai.transforms.EnsureChannelFirstd` - ``(1, I, J[, K])``;
-3. :class:`monai.transforms.Orientationd` to ``"PLS"``: the first array axis runs to posterior
-   (image rows, ``J``, for an axial / radiograph direction), the second to the patient's left
-   (columns, ``I``): the network sees ``(rows, columns)`` exactly as
+3. :class:`EnsureSpatialDimsd` - drops the singleton slice axis of a radiograph (``(1, I, J, 1)`` ->
+   ``(1, I, J)``); a real volume given to a 2D network is refused here with a clear error;
+4. :class:`monai.transforms.Orientationd` to ``"PL"`` (``"PLS"`` in 3D): the first array axis runs to
+   posterior (image rows, ``J``, for an axial / radiograph direction), the second to the patient's
+   left (columns, ``I``): the network sees ``(rows, columns)`` exactly as
    :class:`SaliencyTrustLib.image.ImageVolume` ``array[k]`` and a viewer show them;
-4. :class:`EnsureSpatialDimsd` - drops the singleton slice axis of a radiograph (``(1, J, I, 1)`` ->
-   ``(1, J, I)``); a real volume given to a 2D network is refused here with a clear error;
 5. :class:`monai.transforms.ScaleIntensityd` to [0, 1] (per-image min-max; image keys only);
 6. :class:`monai.transforms.Resized` to ``224 x 224`` (bilinear for images, nearest for masks).
 
 Every step is invertible (MONAI records them in ``applied_operations``), so a saliency map on the
 network grid goes back onto the input image's grid with :func:`invert_map` (inverse resize,
-un-squeeze, inverse orientation), carrying the input's affine for writing.
+inverse orientation, un-squeeze), carrying the input's affine for writing.
 """
 
 from __future__ import annotations
@@ -181,8 +181,9 @@ def preprocessing_transforms(keys: Sequence[str] = ("image",), mask_keys: Sequen
             EnsureChannelFirstd(keys=all_keys, allow_missing_keys=True),
         ]
     transforms += [
-        Orientationd(keys=all_keys, axcodes=axcodes, allow_missing_keys=True),
+        # squeeze first (the slice axis K is last in ITK's (I, J, K) order), then orient the plane
         EnsureSpatialDimsd(keys=all_keys, spatial_dims=spatial_dims, allow_missing_keys=True),
+        Orientationd(keys=all_keys, axcodes=axcodes[:spatial_dims], allow_missing_keys=True),
         ScaleIntensityd(keys=keys, minv=0.0, maxv=1.0),
         Resized(keys=keys, spatial_size=tuple(image_size), mode="bilinear", align_corners=False),
     ]

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import engines
 from .settings import EvaluationSettings
-from .store import collect_records, load_map, read_failures, read_run_file, write_json_atomic
+from .store import iter_records_sorted, load_map, map_relpath, read_failures, read_run_file, write_json_atomic
 from .units import CASCADE_PREFIX, ORIGINAL, REPLICATE, SECOND_ARCH, Unit
 
 #: Repeatability / reproducibility references of the study: SSIM between two independently trained
@@ -55,6 +55,33 @@ def _clean(value: Optional[float]) -> Optional[float]:
     return None if math.isnan(value) else value
 
 
+class UnitIndex:
+    """Every stored unit's numbers, compactly (one tuple of :data:`METRIC_COLUMNS` per unit key; map
+    paths are derived, :func:`~SaliencyTrustLib.cohort.store.map_relpath`), filled in one streaming
+    pass that also sums the seconds per model state and method."""
+
+    def __init__(self, root: Path) -> None:
+        self.values: Dict[str, tuple] = {}
+        self.seconds_by_state: Dict[str, float] = {}
+        self.seconds_by_method: Dict[str, float] = {}
+        for record in iter_records_sorted(root):
+            self.values[record.unit.key] = tuple(record.metrics.get(c) for c in METRIC_COLUMNS)
+            state = record.unit.model_state
+            state = "cascade" if state.startswith(CASCADE_PREFIX) else state
+            self.seconds_by_state[state] = self.seconds_by_state.get(state, 0.0) + record.seconds
+            self.seconds_by_method[record.unit.method] = self.seconds_by_method.get(record.unit.method, 0.0) + record.seconds
+
+    def __contains__(self, unit: Unit) -> bool:
+        return unit.key in self.values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def metric(self, unit: Unit, name: str) -> Optional[float]:
+        row = self.values.get(unit.key)
+        return None if row is None else _clean(row[METRIC_COLUMNS.index(name)])
+
+
 def summarize(values: Sequence[Optional[float]]) -> Dict[str, Optional[float]]:
     """Mean, standard deviation, median, quartiles and count of the defined values."""
     array = np.array([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
@@ -78,15 +105,14 @@ def assemble_results(root, plan, settings: EvaluationSettings, progress: bool = 
 
     started = time.perf_counter()
     root = Path(root)
-    records = collect_records(root)
+    records = UnitIndex(root)
     failures = read_failures(root)
     methods = list(settings.methods)
     studies = sorted(plan.studies)
     sample = list(plan.sample)
 
     def metric(study: str, method: str, state: str, name: str) -> Optional[float]:
-        record = records.get(Unit(study, method, state).key)
-        return None if record is None else _clean(record.metrics.get(name))
+        return records.metric(Unit(study, method, state), name)
 
     criteria = [c for c in settings.criteria if c not in plan.skipped_criteria]
     final_state = plan.cascade_states[-1] if plan.cascade_states else None
@@ -130,8 +156,7 @@ def assemble_results(root, plan, settings: EvaluationSettings, progress: bool = 
     baseline: Dict[str, Any] = {}
     if set(criteria) & {"randomization", "repeatability", "reproducibility"}:
         for m in tqdm(methods, desc="different-image baseline", disable=not progress, leave=False):
-            maps = [load_map(root, records[Unit(s, m, ORIGINAL).key].map_file) for s in sample
-                    if Unit(s, m, ORIGINAL).key in records]
+            maps = [load_map(root, map_relpath(Unit(s, m, ORIGINAL))) for s in sample if Unit(s, m, ORIGINAL) in records]
             value = (engines.different_image_baseline(np.stack(maps), settings.n_pairs, settings.seed,
                                                       settings.ssim_data_range)
                      if len(maps) >= 2 else {"ssim": None})
@@ -247,10 +272,9 @@ def _gallery(root: Path, plan, methods: List[str], records) -> List[Dict[str, An
         if not (root / image).exists():
             continue
         mask = Path("inputs") / f"{study}.mask.npy"
-        maps = {m: records[Unit(study, m, ORIGINAL).key].map_file for m in methods if Unit(study, m, ORIGINAL).key in records}
+        maps = {m: map_relpath(Unit(study, m, ORIGINAL)) for m in methods if Unit(study, m, ORIGINAL) in records}
         final = plan.cascade_states[-1] if plan.cascade_states else None
-        randomized = {m: records[Unit(study, m, final).key].map_file for m in methods
-                      if final and Unit(study, m, final).key in records}
+        randomized = {m: map_relpath(Unit(study, m, final)) for m in methods if final and Unit(study, m, final) in records}
         items.append({"study_id": study, "image": str(image), "mask": str(mask) if (root / mask).exists() else None,
                       "maps": maps, "maps_randomized": randomized})
     return items
@@ -258,12 +282,11 @@ def _gallery(root: Path, plan, methods: List[str], records) -> List[Dict[str, An
 
 def _write_outputs(root: Path, results: Dict[str, Any], records, card) -> None:
     write_json_atomic(root / "results.json", results)
-    rows = sorted(records.values(), key=lambda r: r.unit.key)
     tmp = root / ".units.csv.tmp"
     with open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["study_id", "method", "model_state", *METRIC_COLUMNS, "map_file"])
-        for record in rows:
+        for record in iter_records_sorted(root):
             values = [record.metrics.get(c) for c in METRIC_COLUMNS]
             writer.writerow([record.unit.study_id, record.unit.method, record.unit.model_state,
                              *["" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(float(v)) for v in values],
@@ -275,13 +298,6 @@ def _write_outputs(root: Path, results: Dict[str, Any], records, card) -> None:
         tmp.replace(root / name)
 
 
-def _timing(records, run_stats, assemble_seconds: float) -> Dict[str, Any]:
-    per_state: Dict[str, float] = {}
-    per_method: Dict[str, float] = {}
-    for record in records.values():
-        state = record.unit.model_state
-        state = "cascade" if state.startswith(CASCADE_PREFIX) else state
-        per_state[state] = per_state.get(state, 0.0) + record.seconds
-        per_method[record.unit.method] = per_method.get(record.unit.method, 0.0) + record.seconds
-    return {"map_seconds_by_state": per_state, "map_seconds_by_method": per_method,
+def _timing(records: UnitIndex, run_stats, assemble_seconds: float) -> Dict[str, Any]:
+    return {"map_seconds_by_state": records.seconds_by_state, "map_seconds_by_method": records.seconds_by_method,
             "assemble_seconds": assemble_seconds, "last_run": run_stats or {}}

@@ -255,17 +255,37 @@ def _read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60.0)
 
 
-def _rows(path: Path, query: str) -> list:
-    """All rows of ``query`` on one rank's database; none while that rank is still creating it."""
+def _rows(path: Path, query: str) -> Iterator[tuple]:
+    """The rows of ``query`` on one rank's database, streamed (a cursor, not a list); none while that
+    rank is still creating the database."""
     db = _read_only(path)
     try:
-        return db.execute(query).fetchall()
-    except sqlite3.OperationalError as error:  # another rank between creating the file and its tables
-        if "no such table" in str(error):
-            return []
-        raise
+        try:
+            cursor = db.execute(query)
+        except sqlite3.OperationalError as error:  # another rank between creating the file and its tables
+            if "no such table" in str(error):
+                return
+            raise
+        yield from cursor
     finally:
         db.close()
+
+
+def iter_records_sorted(root: PathLike) -> Iterator[UnitRecord]:
+    """Every unit once, in unit-key order: a streaming merge of every rank's database (memory does
+    not grow with the number of units)."""
+    import heapq
+
+    query = ("SELECT unit_key, study_id, method, model_state, map_file, metrics, seconds, rank FROM units "
+             "ORDER BY unit_key")
+    streams = [_rows(path, query) for path in store_files(root)]
+    previous = None
+    for key, study, method, state, map_file, metrics, seconds, rank in heapq.merge(*streams, key=lambda row: row[0]):
+        if key == previous:
+            continue
+        previous = key
+        values = {k: (float("nan") if v is None else float(v)) for k, v in json.loads(metrics).items()}
+        yield UnitRecord(Unit(study, method, state), map_file, values, float(seconds), int(rank))
 
 
 def store_files(root: PathLike) -> List[Path]:

@@ -92,3 +92,25 @@ def test_segment_masks_3d_uses_slic_supervoxels():
     for m in masks:
         covered[m] = True
     assert covered.all()
+
+
+def test_xrai_segments_are_computed_once_per_image_and_reused_with_identical_maps(monkeypatch):
+    from SaliencyTrustLib.saliency import xrai as xrai_module
+
+    calls = []
+    real_segment_masks = xrai_module.segment_masks
+    monkeypatch.setattr(xrai_module, "segment_masks",
+                        lambda image, **options: calls.append(1) or real_segment_masks(image, **options))
+    monkeypatch.setattr(xrai_module, "_segment_cache", type(xrai_module._segment_cache)())
+    pixels, region = blob_image()
+    image = torch.from_numpy(pixels)[None, None]
+    model = RegionReader(torch.from_numpy(region))
+    options = dict(target=1, n_steps=4, resize_to=None, felzenszwalb_scales=(50, 100), felzenszwalb_min_size=20)
+    first = compute_saliency(model, image, "xrai", **options)
+    again = compute_saliency(model, image, "xrai", **options)
+    assert len(calls) == 1
+    torch.testing.assert_close(first, again, rtol=0, atol=0)
+    other = compute_saliency(model, image * 0.5, "xrai", **options)
+    assert len(calls) == 2 and other.shape == first.shape
+    cached = next(iter(xrai_module._segment_cache.values()))
+    assert not cached[0].flags.writeable

@@ -21,6 +21,9 @@ mask's gain at every step, in time proportional to the masks' total size.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -31,6 +34,33 @@ from .gradients import integration_rule
 from .validation import TargetLike, as_targets
 
 SEGMENTATIONS = ("auto", "felzenszwalb", "slic")
+
+#: Segmentations kept per process. The randomization cascade, the replicate and the second
+#: architecture explain the same image many times; its segments depend on the image alone, so
+#: they are computed once (Felzenszwalb at six scales costs more than the IG passes on a CPU).
+SEGMENT_CACHE_SIZE = 32
+_segment_cache: "OrderedDict[tuple, List[np.ndarray]]" = OrderedDict()
+_segment_cache_lock = threading.Lock()
+
+
+def cached_segment_masks(image: np.ndarray, **options) -> List[np.ndarray]:
+    """:func:`segment_masks` memoized on the image's bytes and the options (LRU, at most
+    :data:`SEGMENT_CACHE_SIZE` images). The returned index arrays are read-only and shared."""
+    image = np.ascontiguousarray(image)
+    key = (hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest(), image.shape, image.dtype.str,
+           tuple(sorted((name, repr(value)) for name, value in options.items())))
+    with _segment_cache_lock:
+        if key in _segment_cache:
+            _segment_cache.move_to_end(key)
+            return _segment_cache[key]
+    masks = segment_masks(image, **options)
+    for mask in masks:
+        mask.setflags(write=False)
+    with _segment_cache_lock:
+        _segment_cache[key] = masks
+        while len(_segment_cache) > SEGMENT_CACHE_SIZE:
+            _segment_cache.popitem(last=False)
+    return masks
 
 
 def _footprint(radius: float, ndim: int) -> np.ndarray:
@@ -218,7 +248,7 @@ def xrai(model: torch.nn.Module, x: torch.Tensor, target: TargetLike = None, *,
     images = x.detach().cpu().numpy()
     maps = []
     for b in range(x.shape[0]):
-        masks = segment_masks(images[b], segmentation=segmentation, felzenszwalb_scales=felzenszwalb_scales,
+        masks = cached_segment_masks(images[b], segmentation=segmentation, felzenszwalb_scales=felzenszwalb_scales,
                               felzenszwalb_sigma=felzenszwalb_sigma, felzenszwalb_min_size=felzenszwalb_min_size,
                               resize_to=resize_to, slic_segments=slic_segments, slic_compactness=slic_compactness,
                               dilation_radius=dilation_radius)

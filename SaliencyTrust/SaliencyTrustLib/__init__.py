@@ -16,8 +16,7 @@ Public entry points (imported lazily so that ``import SaliencyTrustLib`` stays c
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -39,7 +38,8 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'SaliencyTrustLib' has no attribute {name!r}")
+__getattr__, _lazy_dir = lazy_exports(__name__, _LAZY)
+
+
+def __dir__():
+    return sorted({"__version__", *_lazy_dir()})

@@ -76,3 +76,15 @@ def test_bool_mask_is_written_as_is(ct_case, ct_sources):
 def test_non_finite_threshold_is_refused(ct_case, ct_sources):
     with pytest.raises(ValueError, match="threshold"):
         write_seg(_normalized(ct_case.image), ct_sources, threshold=float("nan"))
+
+
+def test_seg_writer_built_from_a_bundle_config_binds_its_options(tmp_path, ct_case, ct_sources):
+    from monai.bundle import ConfigParser
+
+    writer = ConfigParser({"writer": {"_target_": "SaliencyTrustLib.io.SegWriter", "threshold": 0.6,
+                                      "method": "gradcam"}}).get_parsed_content("writer")
+    saliency = _normalized(ct_case.image)
+    seg = writer(saliency, ct_sources, tmp_path / "seg.dcm")
+    assert isinstance(seg, hd.seg.Segmentation)
+    _assert_valid(tmp_path / "seg.dcm")
+    assert seg.SegmentSequence[0].SegmentLabel == "gradcam saliency >= 0.6"

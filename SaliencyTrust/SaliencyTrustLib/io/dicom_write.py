@@ -50,7 +50,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import highdicom as hd
 from highdicom.coding_schemes import CodingSchemeIdentificationItem
@@ -714,37 +714,36 @@ def write_scorecard_sr(
 # --------------------------------------------------------------------------------------------
 # Config-constructible writers (bundle configs: {"_target_": "...ParametricMapWriter", ...})
 # --------------------------------------------------------------------------------------------
-class ParametricMapWriter:
-    """``ParametricMapWriter(method="gradcam")(map_volume, sources, path)``: see
-    :func:`write_parametric_map` for the keyword arguments."""
+class _ConfiguredWriter:
+    """A writer function with its keyword arguments bound at construction, so a bundle config can
+    build it (``_target_``) and call it later as ``writer(data, source_datasets, path)``."""
+
+    _write: Callable[..., Any]
 
     def __init__(self, **options: Any) -> None:
         self.options = dict(options)
 
-    def __call__(self, map_volume: MapLike, source_datasets: SourceLike,
-                 path: Optional[Union[str, os.PathLike]] = None) -> hd.pm.ParametricMap:
-        return write_parametric_map(map_volume, source_datasets, path, **self.options)
+    def __call__(self, data: Any, source_datasets: SourceLike,
+                 path: Optional[Union[str, os.PathLike]] = None) -> Any:
+        return type(self)._write(data, source_datasets, path, **self.options)
 
 
-class SegWriter:
-    """``SegWriter(method="gradcam", threshold=0.5)(map_volume, sources, path)``: see
-    :func:`write_seg`."""
+class ParametricMapWriter(_ConfiguredWriter):
+    """``ParametricMapWriter(method="gradcam")(map_volume, sources, path)`` -> ``hd.pm.ParametricMap``;
+    see :func:`write_parametric_map` for the keyword arguments."""
 
-    def __init__(self, **options: Any) -> None:
-        self.options = dict(options)
-
-    def __call__(self, map_volume: MapLike, source_datasets: SourceLike,
-                 path: Optional[Union[str, os.PathLike]] = None) -> hd.seg.Segmentation:
-        return write_seg(map_volume, source_datasets, path, **self.options)
+    _write = staticmethod(write_parametric_map)
 
 
-class ScorecardSRWriter:
-    """``ScorecardSRWriter(sidecar=True)(scorecard, sources, path)``: see
-    :func:`write_scorecard_sr`."""
+class SegWriter(_ConfiguredWriter):
+    """``SegWriter(method="gradcam", threshold=0.5)(map_volume, sources, path)`` ->
+    ``hd.seg.Segmentation``; see :func:`write_seg`."""
 
-    def __init__(self, **options: Any) -> None:
-        self.options = dict(options)
+    _write = staticmethod(write_seg)
 
-    def __call__(self, scorecard: Any, source_datasets: SourceLike,
-                 path: Optional[Union[str, os.PathLike]] = None) -> hd.sr.ComprehensiveSR:
-        return write_scorecard_sr(scorecard, source_datasets, path, **self.options)
+
+class ScorecardSRWriter(_ConfiguredWriter):
+    """``ScorecardSRWriter(sidecar=True)(scorecard, sources, path)`` -> ``hd.sr.ComprehensiveSR``;
+    see :func:`write_scorecard_sr`."""
+
+    _write = staticmethod(write_scorecard_sr)

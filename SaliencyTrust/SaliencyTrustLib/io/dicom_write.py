@@ -305,6 +305,21 @@ def _software_version() -> str:
     return __version__
 
 
+def _new_instance(series_instance_uid: Optional[str], series_number: int,
+                  sop_instance_uid: Optional[str]) -> Dict[str, Any]:
+    """The series, instance and equipment arguments every highdicom constructor of ours shares
+    (fresh UIDs where none is given; instance number 1: one object per series)."""
+    return dict(series_instance_uid=series_instance_uid or hd.UID(), series_number=int(series_number),
+                sop_instance_uid=sop_instance_uid or hd.UID(), instance_number=1,
+                manufacturer=MANUFACTURER)
+
+
+def _image_equipment() -> Dict[str, Any]:
+    """Enhanced General Equipment attributes the image IODs (Parametric Map, SEG) require."""
+    return dict(manufacturer_model_name=MODEL_NAME, software_versions=_software_version(),
+                device_serial_number=DEVICE_SERIAL_NUMBER)
+
+
 def _content_label(text: str) -> str:
     """A valid CS Content Label (upper case, digits, underscore; at most 16 characters)."""
     label = "".join(c if c.isalnum() else "_" for c in text.upper())[:16].strip("_")
@@ -372,14 +387,8 @@ def write_parametric_map(
     pmap = hd.pm.ParametricMap(
         source_images=sources,
         pixel_array=array,
-        series_instance_uid=series_instance_uid or hd.UID(),
-        series_number=int(series_number),
-        sop_instance_uid=sop_instance_uid or hd.UID(),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        manufacturer_model_name=MODEL_NAME,
-        software_versions=_software_version(),
-        device_serial_number=DEVICE_SERIAL_NUMBER,
+        **_new_instance(series_instance_uid, series_number, sop_instance_uid),
+        **_image_equipment(),
         contains_recognizable_visual_features=False,
         real_world_value_mappings=[mapping],
         voi_lut_transformations=[hd.VOILUTTransformation(
@@ -455,14 +464,8 @@ def write_seg(
         pixel_array=mask.astype(np.uint8),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[description],
-        series_instance_uid=series_instance_uid or hd.UID(),
-        series_number=int(series_number),
-        sop_instance_uid=sop_instance_uid or hd.UID(),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        manufacturer_model_name=MODEL_NAME,
-        software_versions=_software_version(),
-        device_serial_number=DEVICE_SERIAL_NUMBER,
+        **_new_instance(series_instance_uid, series_number, sop_instance_uid),
+        **_image_equipment(),
         omit_empty_frames=False,
         content_label=_content_label(f"{method}_seg"),
         content_description=label,
@@ -692,11 +695,7 @@ def write_scorecard_sr(
     sr = hd.sr.ComprehensiveSR(
         evidence=evidence,
         content=report[0],
-        series_instance_uid=series_instance_uid or hd.UID(),
-        series_number=int(series_number),
-        sop_instance_uid=sop_instance_uid or hd.UID(),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
+        **_new_instance(series_instance_uid, series_number, sop_instance_uid),
         is_complete=True,
         series_description=series_description[:64],
         coding_schemes=[CodingSchemeIdentificationItem(

@@ -136,6 +136,46 @@ def test_ssim_reference_reuses_statistics_and_equals_ssim():
         expected, expected_reasons = ssim(a, other, preset="paper", return_reasons=True)
         np.testing.assert_array_equal(values, expected)
         assert reasons == expected_reasons
-    assert len(reference._stats) == 1              # computed once, reused
+    assert len(reference._prepared) == 1           # converted once, reused
     with pytest.raises(ValueError, match="shape"):
         reference(b[:2])
+
+
+def test_kernel_bands_and_gathered_items_match_skimage(monkeypatch):
+    """Large maps are cut into bands of rows (and 3D maps into planes), undefined items are
+    skipped: every value still equals scikit-image's, float64 to rounding, whatever the threads."""
+    from SaliencyTrustLib.metrics import _ssim_kernel
+
+    monkeypatch.setattr(_ssim_kernel, "TASK_VALUES", 512)       # many small bands
+    a, b = _pair((5, 61, 47), np.float64, seed=8)
+    a[1, 3, 3] = np.nan                                          # item 1 undefined: 0, 2, 3, 4 run
+    for options in (dict(data_range=1.0), dict(data_range=1.0, gaussian_weights=True, win_size=7)):
+        values = ssim(a, b, workers=1, **options)
+        ref = [structural_similarity(x, y, **options) for x, y in zip(a, b)]
+        assert np.isnan(values[1])
+        np.testing.assert_allclose(np.delete(values, 1), np.delete(ref, 1), atol=1e-12, rtol=0)
+        np.testing.assert_array_equal(values, ssim(a, b, workers=2, **options))
+    a3, b3 = _pair((2, 13, 29, 23), np.float32, seed=9)
+    values = ssim(a3, b3, data_range=1.0, gaussian_weights=True, sigma=0.8)
+    ref = [structural_similarity(x, y, data_range=1.0, gaussian_weights=True, sigma=0.8)
+           for x, y in zip(a3, b3)]
+    np.testing.assert_allclose(values, ref, atol=1e-6, rtol=0)
+
+
+def test_spearman_reference_ranks_once_and_equals_spearman():
+    from SaliencyTrustLib.metrics import SpearmanReference
+
+    a, b = _pair((4, 12, 12), np.float32, seed=10)
+    a[0] = np.round(a[0] * 4)                      # ties in the reference
+    b[2] = 0.25                                    # constant: undefined
+    reference = SpearmanReference(a)
+    for other in (b, a[::-1].copy()):
+        values, reasons = reference(other, return_reasons=True)
+        expected, expected_reasons = spearman(a, other, return_reasons=True)
+        np.testing.assert_array_equal(values, expected)
+        assert reasons == expected_reasons
+    ranks = reference._ranks
+    reference(b)
+    assert reference._ranks is ranks               # ranked once, reused
+    ref = [spearmanr(x.ravel(), y.ravel())[0] for x, y in zip(a, b)]
+    np.testing.assert_allclose(np.delete(reference(b), 2), np.delete(ref, 2), atol=1e-12)

@@ -8,12 +8,11 @@ array with one value per item; undefined items are NaN and their reasons are ret
 from ._common import count_reasons
 from .localization import (auprc, average_precision, energy_inside, hit_rate, iou, pointing_game,
                            precision_recall_points, relevance_rank, roc_auc)
-from .similarity import (PAPER_SSIM, SSIM, SSIMOptions, SSIMReference, spearman, spearman_pairs,
-                         ssim, ssim_pairs)
+from .similarity import (PAPER_SSIM, SSIM, SpearmanReference, SSIMOptions, SSIMReference, spearman,
+                         spearman_pairs, ssim, ssim_pairs)
 from .statistics import bootstrap_ci, summarize
 
 __all__ = ["auprc", "average_precision", "roc_auc", "pointing_game", "hit_rate", "iou",
            "energy_inside", "relevance_rank", "precision_recall_points", "count_reasons",
-           "ssim", "ssim_pairs", "SSIMReference", "spearman", "spearman_pairs", "SSIM", "SSIMOptions", "PAPER_SSIM",
-           "summarize",
-           "bootstrap_ci"]
+           "ssim", "ssim_pairs", "SSIMReference", "spearman", "spearman_pairs", "SpearmanReference",
+           "SSIM", "SSIMOptions", "PAPER_SSIM", "summarize", "bootstrap_ci"]

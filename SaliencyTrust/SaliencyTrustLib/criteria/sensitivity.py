@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..metrics import SSIMReference, spearman, spearman_pairs, ssim_pairs
+from ..metrics import SpearmanReference, SSIMReference, spearman_pairs, ssim_pairs
 from ._common import (SaliencyFn, as_maps_dict, compute_maps, method_name, mean_or_nan,
                       predicted_classes, versions)
 from .randomization import CascadingRandomization, IndependentRandomization
@@ -239,7 +239,9 @@ def randomization_sensitivity(model, images, methods: Sequence[Any], *,
         example = torch.as_tensor(np.asarray(example))
     param = next(model.parameters())
     example = example.to(device=param.device, dtype=param.dtype)
-    references = {n: SSIMReference(originals[n], **options) for n in names}   # stats once
+    # the original maps are converted (SSIM) and ranked (Spearman) once, not once per state
+    references = {n: SSIMReference(originals[n], **options) for n in names}
+    rank_references = {n: SpearmanReference(originals[n]) for n in names}
     per_ssim = {n: [] for n in names}
     per_rho = {n: [] for n in names}
     states: List[str] = []
@@ -268,7 +270,7 @@ def randomization_sensitivity(model, images, methods: Sequence[Any], *,
                     timings["maps_s"] += time.perf_counter() - start
                 start = time.perf_counter()
                 rows_ssim[name].append(references[name](maps))
-                rows_rho[name].append(spearman(originals[name], maps))
+                rows_rho[name].append(rank_references[name](maps))
                 timings["similarity_s"] += time.perf_counter() - start
         for name in names:
             per_ssim[name].append(np.stack(rows_ssim[name]))

@@ -12,7 +12,8 @@ how it computes it:
   ``radius - pad`` in numpy's ``symmetric`` mode, which is ``ndimage``'s ``reflect``.
 * One pass. A task is one pair of maps, one output plane (3D; the single plane in 2D) and a band
   of output rows. It reads its input once, forms ``x, y, x^2 + y^2, xy`` and filters them along
-  depth, rows and columns (separable taps: ``1 / win_size`` each, or the Gaussian's), then
+  depth, rows and columns (separable taps: ``1 / win_size`` each, or the Gaussian's; along rows
+  the uniform window is a running sum, the row entering minus the row leaving), then
   evaluates SSIM per value and adds it up; the variances enter SSIM only as ``vx + vy``, so four
   filtered quantities suffice. Everything after reading the maps is float64, so the values equal
   scikit-image's float64 result to about 1e-15 and its float32 result to its own float32 rounding
@@ -72,14 +73,15 @@ def _fixed_order_sum(values):  # pragma: no cover - compiled
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _ssim_task_sums(maps_a, maps_b, index_a, index_b, offset_d, offset, taps_d, taps_h, taps_w,
-                    c1, c2, cov_norm, out_w, task_pair, task_plane, task_row0, task_row1,
-                    sums):  # pragma: no cover - compiled; its results are tested through ssim()
+                    c1, c2, cov_norm, out_w, uniform, task_pair, task_plane, task_row0,
+                    task_row1, sums):  # pragma: no cover - compiled; its results are tested through ssim()
     """Sum of the SSIM map over each task's output values, into ``sums[task]``.
 
     ``maps_a``, ``maps_b``: ``(B, D, H, W)`` (2D maps as ``D = 1``); pair ``m`` compares
     ``maps_a[index_a[m]]`` with ``maps_b[index_b[m]]``. Output value ``(z, r, c)`` reads input
     ``[z + offset_d : z + offset_d + len(taps_d), r + offset : ..., c + offset : ...]``.
-    ``c1``, ``c2``: SSIM's ``(K1 R)^2``, ``(K2 R)^2``; ``cov_norm``: ``NP / (NP - 1)`` or 1.
+    ``c1``, ``c2``: SSIM's ``(K1 R)^2``, ``(K2 R)^2``; ``cov_norm``: ``NP / (NP - 1)`` or 1;
+    ``uniform``: the taps are all equal (the rows are then summed as a running sum).
     """
     n_d = taps_d.shape[0]
     n_h = taps_h.shape[0]
@@ -123,18 +125,27 @@ def _ssim_task_sums(maps_a, maps_b, index_a, index_b, offset_d, offset, taps_d, 
         ssim_row = np.empty(out_w)
         total = 0.0
         for i in range(n_rows):
-            # along rows
-            hx[:] = 0.0
-            hy[:] = 0.0
-            hsq[:] = 0.0
-            hxy[:] = 0.0
-            for k in range(n_h):
-                weight = taps_h[k]
+            # along rows (uniform window: a running sum, the row entering minus the row leaving)
+            if uniform and i > 0:
+                weight = taps_h[0]
+                last = i + n_h - 1
                 for j in range(width):
-                    hx[j] += weight * dx[i + k, j]
-                    hy[j] += weight * dy[i + k, j]
-                    hsq[j] += weight * dsq[i + k, j]
-                    hxy[j] += weight * dxy[i + k, j]
+                    hx[j] += weight * (dx[last, j] - dx[i - 1, j])
+                    hy[j] += weight * (dy[last, j] - dy[i - 1, j])
+                    hsq[j] += weight * (dsq[last, j] - dsq[i - 1, j])
+                    hxy[j] += weight * (dxy[last, j] - dxy[i - 1, j])
+            else:
+                hx[:] = 0.0
+                hy[:] = 0.0
+                hsq[:] = 0.0
+                hxy[:] = 0.0
+                for k in range(n_h):
+                    weight = taps_h[k]
+                    for j in range(width):
+                        hx[j] += weight * dx[i + k, j]
+                        hy[j] += weight * dy[i + k, j]
+                        hsq[j] += weight * dsq[i + k, j]
+                        hxy[j] += weight * dxy[i + k, j]
             # along columns
             ux[:] = 0.0
             uy[:] = 0.0
@@ -207,9 +218,11 @@ class SSIMKernel:
             x = np.arange(-self.radius, self.radius + 1, dtype=np.float64)
             taps = np.exp(-0.5 / (options.sigma * options.sigma) * x * x)
             self.taps = taps / taps.sum()
+            self.uniform = False
         else:
             self.radius = self.pad
             self.taps = np.full(options.win_size, 1.0 / options.win_size)
+            self.uniform = True
         self.extend = max(0, self.radius - self.pad)      # symmetric padding per side
         self.offset = max(0, self.pad - self.radius)      # first input read, after padding
         self.cropped = tuple(n - 2 * self.pad for n in spatial)
@@ -254,7 +267,7 @@ class SSIMKernel:
         offset_d = 0 if self.ndim == 2 else self.offset
         _ssim_task_sums(prepared_a, prepared_b, index_a, index_b, offset_d, self.offset, taps_d,
                         self.taps, self.taps, self.c1, self.c2, self.cov_norm, self.cropped[-1],
-                        pair, plane, row0, row1, sums)
+                        self.uniform, pair, plane, row0, row1, sums)
         totals = np.zeros(index_a.size, np.float64)
         np.add.at(totals, pair, sums)                     # in task order: deterministic
         return totals / float(math.prod(self.cropped))

@@ -77,6 +77,7 @@ PIP_REQUIREMENTS = (
     ("monai", "monai>=1.4"),
     ("captum", "captum>=0.7"),
     ("skimage", "scikit-image>=0.22"),
+    ("numba", "numba>=0.59"),
     ("sklearn", "scikit-learn>=1.3"),
     ("scipy", "scipy>=1.10"),
     ("SimpleITK", "SimpleITK>=2.3"),

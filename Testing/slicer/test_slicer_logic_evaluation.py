@@ -138,6 +138,17 @@ def test_dependencies_are_installed_on_first_apply_after_asking(st, monkeypatch)
     assert calls == []  # nothing missing: no question, no install
 
 
+def test_first_apply_installs_the_packages_the_core_declares(st):
+    """What Slicer installs on the first Apply is what pyproject.toml declares, range for range,
+    including numba (the SSIM kernel of every criterion but localization)."""
+    import tomllib
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    requirements = [requirement for _, requirement in st.PIP_REQUIREMENTS]
+    assert set(requirements) <= set(declared), set(requirements) - set(declared)
+    assert "numba>=0.59" in requirements
+
+
 def test_importing_the_module_loads_no_heavy_dependency():
     """Slicer imports every module at start-up: torch/monai must wait for the first Apply."""
     code = ("import sys; sys.path.insert(0, %r); import conftest; conftest.load_module(); "

@@ -48,6 +48,22 @@ def test_non_dicom_file_is_not_stored_and_named(orthanc, tmp_path):
     assert orthanc.study_uids() == []
 
 
+def test_folder_push_skips_hidden_files_and_an_empty_folder_is_named(orthanc, synthetic_cohort,
+                                                                     tmp_path):
+    import shutil
+
+    folder = tmp_path / "series"
+    shutil.copytree(synthetic_cohort / "cxr" / "dicom", folder)
+    (folder / ".DS_Store").write_bytes(b"Finder metadata, not DICOM")
+    store = DicomWebStore(orthanc.dicomweb_url, trust_env=False)
+    assert len(store.store(folder)) == 2                  # the hidden file is not offered
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / ".hidden").write_text("x")
+    with pytest.raises(DicomWebError, match="empty.*an empty folder.*Fix"):
+        store.store(empty)
+
+
 def test_unknown_series_gives_an_http_error_with_a_fix(orthanc):
     store = DicomWebStore(orthanc.dicomweb_url, trust_env=False)
     with pytest.raises(DicomWebError, match="HTTP 404.*check the UIDs"):

@@ -174,10 +174,15 @@ def _non_image_kind(dataset, check_pixels: bool = True) -> Optional[str]:
     return None
 
 
+def folder_files(folder: Path) -> List[Path]:
+    """The files a DICOM folder offers, recursively, sorted by path: hidden files (``.name``)
+    and ``DICOMDIR`` indexes left out. Used by every reader and writer that takes a folder."""
+    return [p for p in sorted(Path(folder).rglob("*")) if p.is_file()
+            and not p.name.startswith(".") and p.name.upper() != "DICOMDIR"]
+
+
 def _collect_files(folder: Path) -> List[Path]:
-    files = [p for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")
-             and p.name.upper() != "DICOMDIR"]
-    return [p for p in files if _is_dicom_file(p)]
+    return [p for p in folder_files(folder) if _is_dicom_file(p)]
 
 
 @dataclass

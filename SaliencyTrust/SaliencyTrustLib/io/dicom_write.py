@@ -61,6 +61,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from ..image import ImageVolume
+from .dicom_read import folder_files
 from .errors import InputError
 
 __all__ = [
@@ -144,7 +145,7 @@ def load_source_datasets(source: SourceLike) -> List[Dataset]:
             continue
         path = Path(item)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            files = folder_files(path)
             if not files:
                 raise InputError(path, "is an empty folder.", "pass the source series folder.")
             datasets.extend(_read_dicom(p) for p in files)

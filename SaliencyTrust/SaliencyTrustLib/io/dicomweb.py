@@ -224,6 +224,8 @@ class DicomWebStore:
         import pydicom
         from pydicom.dataset import Dataset
 
+        from .dicom_read import folder_files
+
         if isinstance(instances, (Dataset, str, os.PathLike)):
             instances = [instances]
         datasets: List[Dataset] = []
@@ -232,7 +234,10 @@ class DicomWebStore:
                 datasets.append(item)
                 continue
             path = Path(item)
-            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+            files = folder_files(path) if path.is_dir() else [path]
+            if not files:
+                raise DicomWebError(f"{path}: an empty folder, nothing stored on {self.url}. "
+                                    "Fix: pass the folder that holds the DICOM files.")
             for file in files:
                 try:
                     datasets.append(pydicom.dcmread(file))

@@ -82,7 +82,11 @@ def test_constant_and_nan_maps_are_nan_with_reasons():
     assert computed[0] == pytest.approx(structural_similarity(a[1], b[1], data_range=2), abs=1e-5)
 
 
-def test_ssim_rejects_too_small_maps_and_even_windows():
+def test_ssim_rejects_too_small_maps_even_windows_and_other_than_2d_or_3d():
+    with pytest.raises(ValueError, match="1 spatial axes.*2D"):
+        ssim(np.zeros((2, 30)), np.zeros((2, 30)), data_range=1)
+    with pytest.raises(ValueError, match="4 spatial axes.*maps\\[:, 0\\]"):
+        ssim(np.zeros((2, 1, 9, 9, 9)), np.zeros((2, 1, 9, 9, 9)), data_range=1)
     with pytest.raises(ValueError, match="win_size"):
         ssim(np.zeros((1, 5, 5)), np.zeros((1, 5, 5)), data_range=1)
     with pytest.raises(ValueError, match="odd"):

@@ -154,6 +154,10 @@ def _resolve(maps_a: Any, maps_b: Any, pairs: Any, options: SSIMOptions, constan
 
 
 def _check_extent(spatial: Tuple[int, ...], options: SSIMOptions) -> None:
+    if len(spatial) not in (2, 3):
+        raise ValueError(f"ssim: maps of shape {spatial} have {len(spatial)} spatial axes; SSIM "
+                         "compares 2D (B, H, W) or 3D (B, D, H, W) maps: drop singleton "
+                         "channel axes (maps[:, 0]) or add the batch axis (maps[None])")
     if any(n < options.win_size for n in spatial):
         raise ValueError(f"ssim: win_size {options.win_size} exceeds the map extent "
                          f"{spatial}; pass a smaller odd win_size")

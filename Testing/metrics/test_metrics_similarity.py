@@ -183,3 +183,16 @@ def test_spearman_reference_ranks_once_and_equals_spearman():
     assert reference._ranks is ranks               # ranked once, reused
     ref = [spearmanr(x.ravel(), y.ravel())[0] for x, y in zip(a, b)]
     np.testing.assert_allclose(np.delete(reference(b), 2), np.delete(ref, 2), atol=1e-12)
+
+
+def test_ssim_from_several_python_threads_at_once_equals_one_at_a_time():
+    """numba's workqueue pool takes one launch at a time (a second one aborts the process):
+    concurrent callers, e.g. a GUI worker beside a script, are queued, not crashed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    a, b = _pair((6, 90, 80), np.float32, seed=11)
+    expected = ssim(a, b, preset="paper")
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: ssim(a, b, preset="paper"), range(8)))
+    for values in results:
+        np.testing.assert_array_equal(values, expected)

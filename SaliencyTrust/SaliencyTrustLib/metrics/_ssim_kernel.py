@@ -18,10 +18,10 @@ how it computes it:
   filtered quantities suffice. Everything after reading the maps is float64, so the values equal
   scikit-image's float64 result to about 1e-15 and its float32 result to its own float32 rounding
   (about 1e-7).
-* Deterministic. No fast-math: each value is computed the same way whatever the memory
-  alignment; each row of SSIM values is summed in a fixed order, each task runs start to end on
-  one thread and its sum is added to its pair's total in task order, so the values never depend
-  on the number of threads, the process or the run.
+* Deterministic. No fast-math (the compiler may not reorder floating-point operations); each
+  row of SSIM values is summed in a fixed order, each task runs start to end on one thread and
+  its sum is added to its pair's total in task order, so the values never depend on the number
+  of threads, the process or the run.
 
 The first call compiles the kernel (a few seconds); numba caches the machine code next to this
 file (``__pycache__``), so later processes load it.
@@ -56,8 +56,8 @@ TASK_VALUES = 1 << 15
 def _fixed_order_sum(values):  # pragma: no cover - compiled
     """Sum of a 1D array in eight interleaved partial sums, added in a fixed order.
 
-    Written out rather than left to the compiler: a vectorizer allowed to reassociate picks the
-    order by the array's memory alignment, so the last bits would vary from run to run.
+    Written out rather than left to a reassociating (fast-math) vectorizer, whose order is the
+    compiler's choice; eight independent sums still run in vector registers.
     """
     partial = np.zeros(8)
     n = values.shape[0]

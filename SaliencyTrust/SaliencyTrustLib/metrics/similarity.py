@@ -192,7 +192,8 @@ def ssim_pairs(maps_a: Any, maps_b: Any, pairs: Any, data_range: Optional[float]
             (the window statistics are always accumulated in float64); default: scikit-image's
             (float32 when both inputs are float32, else float64).
         return_reasons: also return one reason (or None) per pair.
-        workers: threads (default: numba's, one per core); no effect on the values.
+        workers: threads (default: ``OMP_NUM_THREADS`` when set, else one per core); no effect on
+            the values.
 
     Returns:
         float64 ``(M,)``.
@@ -239,7 +240,8 @@ def ssim(maps_a: Any, maps_b: Any, data_range: Optional[float] = None, *,
         precision: the maps are rounded to it first (``"float32"``/``"float64"``); default as
             scikit-image (float32 for float32 inputs); the statistics are accumulated in float64.
         return_reasons: also return one reason (or None) per item.
-        workers: threads (default: numba's, one per core); no effect on the values.
+        workers: threads (default: ``OMP_NUM_THREADS`` when set, else one per core); no effect on
+            the values.
 
     Returns:
         float64 ``(B,)``: item ``i`` equals ``skimage.metrics.structural_similarity(maps_a[i],

@@ -19,6 +19,26 @@ def test_metadata_verifies_offline_against_the_local_schema(bundle_root):
                     filepath=str(bundle_root / "schema" / "meta_schema.json"))
 
 
+def test_metadata_versions_are_the_pinned_ones(bundle_root):
+    """The versions the bundle declares are those the tests ran with (constraints, Makefile)."""
+    repo = bundle_root.parent
+    pins = {}
+    for line in (repo / "requirements" / "constraints.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.strip().lower()] = version.strip()
+    meta = json.loads((bundle_root / "configs" / "metadata.json").read_text())
+    assert meta["monai_version"] == pins["monai"] and meta["numpy_version"] == pins["numpy"]
+    assert f'torch=={meta["pytorch_version"]}' in (repo / "Makefile").read_text()
+    packages = meta["required_packages_version"]
+    assert "numba" in packages                              # the SSIM kernel of trust.json
+    checked = {name: version for name, version in packages.items()
+               if name in pins or f"{name}-io" in pins}
+    assert len(checked) >= len(packages) - 1                # all but saliency-trust itself
+    for name, version in checked.items():
+        assert version == pins.get(name, pins.get(f"{name}-io")), name
+
+
 @pytest.mark.parametrize("broken", ["drop network_data_format", "drop channel_def", "bad version"])
 def test_local_schema_is_strict_on_required_fields(bundle_root, tmp_path, broken):
     meta = json.loads((bundle_root / "configs" / "metadata.json").read_text())

@@ -144,6 +144,16 @@ def test_source_that_is_not_dicom_names_the_file(tmp_path, cxr_case):
         write_parametric_map(_saliency_like(cxr_case.image), not_dicom)
 
 
+def test_a_missing_source_or_an_empty_folder_is_named_with_a_fix(tmp_path, cxr_case):
+    empty = tmp_path / "series"
+    empty.mkdir()
+    (empty / ".DS_Store").write_bytes(b"not part of the series")   # hidden files are not offered
+    for source, reason in ((tmp_path / "gone.dcm", "does not exist"),
+                           (empty, "is an empty folder")):
+        with pytest.raises(InputError, match=f"{source.name}: {reason}. Fix: pass the source"):
+            write_parametric_map(_saliency_like(cxr_case.image), source)
+
+
 def test_sources_from_two_series_are_refused(cxr_case, cr_source, ct_sources):
     with pytest.raises(InputError, match="2 series"):
         write_parametric_map(_saliency_like(cxr_case.image), [cr_source, ct_sources[0]])

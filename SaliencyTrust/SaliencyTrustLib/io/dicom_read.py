@@ -181,6 +181,36 @@ def folder_files(folder: Path) -> List[Path]:
             and not p.name.startswith(".") and p.name.upper() != "DICOMDIR"]
 
 
+def expand_dicom_inputs(inputs: Any, what: str = "the DICOM file(s) or folder") -> List[Any]:
+    """Datasets and files, in order, from a dataset, a file, a folder (its :func:`folder_files`)
+    or a sequence of those: datasets are passed through, paths become ``Path`` objects.
+
+    Raises:
+        InputError: a path that does not exist, or a folder without a file; ``what`` names the
+            input in the fix.
+    """
+    from pydicom.dataset import Dataset
+
+    if isinstance(inputs, (Dataset, str, os.PathLike)):
+        inputs = [inputs]
+    expanded: List[Any] = []
+    for item in inputs:
+        if isinstance(item, Dataset):
+            expanded.append(item)
+            continue
+        path = Path(item)
+        if path.is_dir():
+            files = folder_files(path)
+            if not files:
+                raise InputError(path, "is an empty folder.", f"pass {what}.")
+            expanded.extend(files)
+        elif path.is_file():
+            expanded.append(path)
+        else:
+            raise InputError(path, "does not exist.", f"pass {what}.")
+    return expanded
+
+
 def _collect_files(folder: Path) -> List[Path]:
     return [p for p in folder_files(folder) if _is_dicom_file(p)]
 

@@ -61,7 +61,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from ..image import ImageVolume
-from .dicom_read import folder_files
+from .dicom_read import expand_dicom_inputs
 from .errors import InputError
 
 __all__ = [
@@ -133,26 +133,8 @@ def load_source_datasets(source: SourceLike) -> List[Dataset]:
     Raises:
         InputError: no file, a file that is not DICOM, or images of several series.
     """
-    items: List[Union[Dataset, str, os.PathLike]]
-    if isinstance(source, (Dataset, str, os.PathLike)):
-        items = [source]
-    else:
-        items = list(source)
-    datasets: List[Dataset] = []
-    for item in items:
-        if isinstance(item, Dataset):
-            datasets.append(item)
-            continue
-        path = Path(item)
-        if path.is_dir():
-            files = folder_files(path)
-            if not files:
-                raise InputError(path, "is an empty folder.", "pass the source series folder.")
-            datasets.extend(_read_dicom(p) for p in files)
-        elif path.is_file():
-            datasets.append(_read_dicom(path))
-        else:
-            raise InputError(path, "does not exist.", "pass the source DICOM file(s) or folder.")
+    datasets = [item if isinstance(item, Dataset) else _read_dicom(item)
+                for item in expand_dicom_inputs(source, "the source series' DICOM file(s) or folder")]
     if not datasets:
         raise InputError(None, "no source DICOM image was given.",
                          "pass the dataset(s), file(s) or folder the map was computed from.")

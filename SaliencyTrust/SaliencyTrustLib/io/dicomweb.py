@@ -224,26 +224,23 @@ class DicomWebStore:
         import pydicom
         from pydicom.dataset import Dataset
 
-        from .dicom_read import folder_files
+        from .dicom_read import expand_dicom_inputs
+        from .errors import InputError
 
-        if isinstance(instances, (Dataset, str, os.PathLike)):
-            instances = [instances]
+        try:
+            items = expand_dicom_inputs(instances, "DICOM datasets, files or folders of them")
+        except InputError as error:
+            raise DicomWebError(f"{error} Nothing was stored on {self.url}.") from error
         datasets: List[Dataset] = []
-        for item in instances:
+        for item in items:
             if isinstance(item, Dataset):
                 datasets.append(item)
                 continue
-            path = Path(item)
-            files = folder_files(path) if path.is_dir() else [path]
-            if not files:
-                raise DicomWebError(f"{path}: an empty folder, nothing stored on {self.url}. "
-                                    "Fix: pass the folder that holds the DICOM files.")
-            for file in files:
-                try:
-                    datasets.append(pydicom.dcmread(file))
-                except (pydicom.errors.InvalidDicomError, OSError) as error:
-                    raise DicomWebError(f"{file}: not a DICOM file, not stored on {self.url}. "
-                                        "Fix: pass DICOM files only.") from error
+            try:
+                datasets.append(pydicom.dcmread(item))
+            except (pydicom.errors.InvalidDicomError, OSError) as error:
+                raise DicomWebError(f"{item}: not a DICOM file, not stored on {self.url}. "
+                                    "Fix: pass DICOM files only.") from error
         by_study: Dict[str, List[Dataset]] = {}
         for ds in map(_as_part10, datasets):
             by_study.setdefault(str(ds.StudyInstanceUID), []).append(ds)

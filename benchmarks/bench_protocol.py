@@ -141,7 +141,6 @@ def main(argv=None) -> int:
 
     from SaliencyTrustLib.cohort import EvaluationSettings, evaluate_cohort, load_cohort
     from SaliencyTrustLib.cohort.engines import make_method, method_settings
-    from SaliencyTrustLib.cohort.units import CASCADE_PREFIX
     from SaliencyTrustLib.networks import build_classifier
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -208,7 +207,7 @@ def main(argv=None) -> int:
           f"(the others: original + fully randomized state only)")
     print(f"passes per image and model state: {per_image_passes:g} "
           + ", ".join(f"{m} {passes_per_map(m, effective[m]):g}" for m in methods))
-    print(f"batched forward+backward at 224: " + ", ".join(f"{a} {t * 1e3:.2f} ms/image" for a, t in pass_time.items()))
+    print("batched forward+backward at 224: " + ", ".join(f"{a} {t * 1e3:.2f} ms/image" for a, t in pass_time.items()))
     print(f"{'stage':<38}{'measured s':>12}{'bound s':>12}{'ratio':>8}")
     for state in ("original", "replicate", "second_arch", "cascade"):
         got = measured.get(state, 0.0)

@@ -8,9 +8,12 @@ in [0, 1], masks ``(B, H, W)`` bool, one value per item out (float64, NaN when u
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
+
+if TYPE_CHECKING:  # torch is imported where it is used, not when the cohort package loads
+    import torch
 
 
 def make_method(name: str, preset: str, params: Dict[str, Any]):

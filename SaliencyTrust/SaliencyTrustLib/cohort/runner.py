@@ -17,11 +17,8 @@ the second architecture, their own prediction).
 
 from __future__ import annotations
 
-import math
-import os
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple

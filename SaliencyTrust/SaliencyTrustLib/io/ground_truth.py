@@ -362,8 +362,6 @@ def _segread(path: PathLike):
 def read_seg(path: PathLike, reference: ImageVolume, segment=None,
              allow_other_series: bool = False) -> np.ndarray:
     """A DICOM SEG as a bool mask on ``reference``'s grid (see the module docstring)."""
-    import highdicom as hd
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -26,8 +26,6 @@ def write_report(root: Union[str, Path], results: Optional[Dict[str, Any]] = Non
     Raises:
         FileNotFoundError: ``root/results.json`` is missing and ``results`` not given.
     """
-    from ..cohort.store import write_json_atomic  # noqa: F401 - same atomic-write convention
-
     root = Path(root)
     if results is None:
         results = json.loads((root / "results.json").read_text(encoding="utf-8"))

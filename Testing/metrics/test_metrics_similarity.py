@@ -16,6 +16,7 @@ OPTIONS = [
     dict(data_range=1.0, gaussian_weights=True),
     dict(data_range=1.0, gaussian_weights=True, sigma=0.8),
     dict(data_range=1.0, gaussian_weights=True, win_size=7),   # window narrower than the filter
+    dict(data_range=1.0, gaussian_weights=True, sigma=0.8, win_size=9),   # and wider
     dict(data_range=1.0, use_sample_covariance=False),
     dict(data_range=0.5, K1=0.05, K2=0.1),
 ]

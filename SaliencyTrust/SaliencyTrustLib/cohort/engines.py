@@ -91,50 +91,14 @@ def cascade_state_names(model, granularity: str, seed: int, bn_policy: str) -> l
 
 def different_image_baseline(maps: np.ndarray, n_pairs: int, seed: int, data_range: float) -> Dict[str, float]:
     """Mean SSIM between maps of different images of the trained model (the randomization
-    baseline): ``{"ssim": mean, "n_pairs": pairs used}``."""
-    try:
-        from ..criteria import different_image_baseline as _baseline
-    except ImportError:  # criteria without the baseline yet: the protocol's definition, here
-        return _different_image_pairs(maps, n_pairs, seed, data_range)
-    try:
-        value = _baseline(maps, n_pairs=n_pairs, seed=seed, data_range=data_range)
-    except TypeError:
-        value = _baseline(maps, n_pairs=n_pairs, seed=seed)
-    return _as_summary(value)
+    baseline, :func:`SaliencyTrustLib.criteria.different_image_baseline`): ``{"ssim": mean,
+    "n_pairs": pairs used, ...}`` (the result's numeric fields)."""
+    from ..criteria import different_image_baseline as _baseline
 
-
-def _different_image_pairs(maps: np.ndarray, n_pairs: int, seed: int, data_range: float) -> Dict[str, float]:
-    """Per image, SSIM with ``n_pairs`` other images drawn without replacement; mean over all pairs."""
-    from ..metrics import ssim_pairs
-
-    rng = np.random.default_rng(seed)
-    count = len(maps)
-    rows = []
-    for i in range(count):
-        others = np.delete(np.arange(count), i)
-        chosen = rng.choice(others, size=min(n_pairs, len(others)), replace=False)
-        rows.extend((i, int(j)) for j in chosen)
-    values = ssim_pairs(maps, maps, np.array(rows), data_range=data_range)
-    defined = values[~np.isnan(values)]
-    return {"ssim": float(defined.mean()) if defined.size else float("nan"), "n_pairs": float(len(rows)),
-            "n_undefined": float(values.size - defined.size)}
-
-
-def _as_summary(value: Any) -> Dict[str, float]:
-    if hasattr(value, "to_dict") and hasattr(value, "mean"):  # criteria.DifferentImageBaseline
-        details = value.to_dict()
-        return {"ssim": float(value.mean), **{k: float(v) for k, v in details.items()
-                                              if isinstance(v, (int, float)) and not isinstance(v, bool)
-                                              and k not in ("mean", "seed")}}
-    if isinstance(value, dict):
-        mean = value.get("mean", value.get("ssim", value.get("value")))
-        return {"ssim": float(mean), **{k: float(v) for k, v in value.items()
-                                        if isinstance(v, (int, float)) and k not in ("mean", "ssim", "value")}}
-    for attribute in ("mean", "value", "ssim"):
-        if hasattr(value, attribute) and not callable(getattr(value, attribute)):
-            return {"ssim": float(getattr(value, attribute))}
-    array = np.asarray(value, dtype=np.float64)
-    return {"ssim": float(np.nanmean(array)) if array.size else float("nan")}
+    value = _baseline(maps, n_pairs=n_pairs, seed=seed, data_range=data_range)
+    return {"ssim": float(value.mean), **{k: float(v) for k, v in value.to_dict().items()
+                                          if isinstance(v, (int, float)) and not isinstance(v, bool)
+                                          and k not in ("mean", "seed")}}
 
 
 def load_model(path: str, name: Optional[str], device: str):

@@ -35,10 +35,9 @@ def _read_volume(path: str):
         from ..image import ImageVolume
 
         return ImageVolume(np.load(path), metadata={"source_path": str(path)})
-    from .. import io
+    from ..io import read_image
 
-    reader = getattr(io, "read_image", None) or io.read_volume
-    return reader(path)
+    return read_image(path)
 
 
 def _fetch_dicomweb(cohort: Cohort, uid: str, cache_dir: Path) -> str:
@@ -63,20 +62,10 @@ def _fetch_dicomweb(cohort: Cohort, uid: str, cache_dir: Path) -> str:
 
 
 def _scale01(array: np.ndarray) -> np.ndarray:
-    """Intensity scaling of the bundle's models: the transforms module's, else min-max to [0, 1]."""
-    try:
-        from .. import transforms
+    """Intensity scaling of the bundle's models (min-max to [0, 1]; NaN refused)."""
+    from ..transforms import scale_intensity
 
-        scale = getattr(transforms, "scale_intensity", None)
-        if scale is not None:
-            return np.asarray(scale(array), dtype=np.float32)
-    except ImportError:
-        pass
-    array = array.astype(np.float32)
-    low, high = float(array.min()), float(array.max())
-    if not np.isfinite([low, high]).all():
-        raise ValueError("image holds NaN or infinite values")
-    return (array - low) / (high - low) if high > low else np.zeros_like(array)
+    return np.asarray(scale_intensity(array), dtype=np.float32)
 
 
 def _resize(array: np.ndarray, size: int, mode: str) -> np.ndarray:
@@ -91,15 +80,9 @@ def _resize(array: np.ndarray, size: int, mode: str) -> np.ndarray:
 
 
 def _boxes_mask(boxes, shape) -> np.ndarray:
-    try:
-        from ..io import boxes_to_mask
+    from ..io import boxes_to_mask
 
-        return np.asarray(boxes_to_mask(boxes, shape), dtype=bool).reshape(shape)
-    except ImportError:
-        mask = np.zeros(shape, bool)
-        for x, y, w, h in boxes:
-            mask[int(y):int(y + h), int(x):int(x + w)] = True
-        return mask
+    return np.asarray(boxes_to_mask(boxes, shape), dtype=bool).reshape(shape)
 
 
 def prepare_study(study: StudyRef, cohort: Cohort, input_size: int, cache_dir: Path) -> PreparedStudy:
@@ -119,14 +102,12 @@ def prepare_study(study: StudyRef, cohort: Cohort, input_size: int, cache_dir: P
     image = _resize(_scale01(np.asarray(volume.array[0])), input_size, "bilinear")
     mask = None
     if study.ground_truth:
-        from .. import io
+        from ..io import read_ground_truth
 
         if study.ground_truth.endswith(".npy"):
             gt = np.asarray(_read_volume(study.ground_truth).array) > 0
-        elif hasattr(io, "read_ground_truth"):
-            gt = np.asarray(io.read_ground_truth(study.ground_truth, volume))
         else:
-            gt = np.asarray(_read_volume(study.ground_truth).array) > 0
+            gt = np.asarray(read_ground_truth(study.ground_truth, volume))
         if gt.shape != volume.shape:
             raise ValueError(f"{study.ground_truth}: ground truth of shape {gt.shape} does not match the "
                              f"image {volume.shape}; resample it onto the image grid.")

@@ -83,25 +83,12 @@ def _resolve(base: Path, value: Optional[str]) -> Optional[str]:
 
 
 def read_rsna_boxes_csv(path: PathLike) -> Dict[str, Tuple[Tuple[float, float, float, float], ...]]:
-    """``{patientId: boxes}`` from an RSNA-layout CSV (rows with ``Target`` 0 give no box)."""
-    try:
-        from ..io import read_rsna_boxes  # the io helper's reader, when present
+    """``{patientId: boxes}`` from an RSNA-layout CSV (rows without a box give none), read by
+    :func:`SaliencyTrustLib.io.read_rsna_boxes`."""
+    from ..io import read_rsna_boxes
 
-        return {k: tuple(tuple(float(v) for v in b[:4]) for b in boxes) for k, boxes in read_rsna_boxes(path).items()}
-    except ImportError:
-        pass
-    boxes: Dict[str, List[Tuple[float, float, float, float]]] = {}
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"patientId", "x", "y", "width", "height"} - set(reader.fieldnames or [])
-        if missing:
-            raise _bad_input(path, f"boxes CSV lacks columns {sorted(missing)}.",
-                             "use the RSNA layout patientId,x,y,width,height,Target.")
-        for row in reader:
-            entry = boxes.setdefault(row["patientId"], [])
-            if row.get("x") not in (None, "") and str(row.get("Target", "1")) != "0":
-                entry.append(tuple(float(row[k]) for k in ("x", "y", "width", "height")))
-    return {k: tuple(v) for k, v in boxes.items()}
+    return {k: tuple(tuple(float(v) for v in b[:4]) for b in boxes)
+            for k, boxes in read_rsna_boxes(path).items()}
 
 
 def _labels_csv(path: PathLike) -> Dict[str, int]:

@@ -1,8 +1,8 @@
 """Similarity of two saliency maps on their 2D or 3D grid: SSIM and Spearman rank correlation, batched.
 
-SSIM (:func:`ssim`) is the mean structural similarity of Wang et al. 2004 computed exactly as
-``skimage.metrics.structural_similarity`` (scikit-image 0.26) does for one pair of grey images
-(never on flattened maps): local means, variances and covariance under a ``win_size``-wide
+SSIM (:func:`ssim`) is the mean structural similarity of Wang et al. 2004 as
+``skimage.metrics.structural_similarity`` (scikit-image 0.26) defines it for one pair of grey
+images (never on flattened maps): local means, variances and covariance under a ``win_size``-wide
 uniform window (or a Gaussian of ``sigma``), ``S = (2 ux uy + C1)(2 vxy + C2) / ((ux^2 + uy^2 + C1)
 (vx + vy + C2))`` with ``C1 = (K1 R)^2``, ``C2 = (K2 R)^2``, ``R = data_range``, averaged over the
 grid after cropping ``(win_size - 1) // 2`` pixels on every side. Every parameter that changes the

@@ -171,8 +171,26 @@ def check_weights_fit(model: nn.Module, state: Mapping[str, torch.Tensor], sourc
               "and the same spatial_dims / in_channels / num_classes).")
 
 
+def spatial_dims_of_weights(state: Mapping[str, torch.Tensor]) -> int:
+    """2 or 3: the rank of a state dict's convolution kernels (``(out, in, kH, kW)``: 2D,
+    ``(out, in, kD, kH, kW)``: 3D); 2 when it holds no convolution."""
+    return 3 if any(key.endswith("weight") and tensor.ndim == 5 for key, tensor in state.items()) else 2
+
+
+def weights_spatial_dims(path_or_bundle_dir: Union[str, os.PathLike]) -> int:
+    """2 or 3 for a weight file or bundle folder (see :func:`spatial_dims_of_weights`)."""
+    path, _ = _resolve_weights(path_or_bundle_dir)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    return spatial_dims_of_weights(_state_dict_from_checkpoint(checkpoint, path)[0])
+
+
+def model_spatial_dims(model: nn.Module) -> int:
+    """2 or 3: the image dimensionality ``model`` takes (from its convolution kernels)."""
+    return spatial_dims_of_weights(model.state_dict())
+
+
 def load_classifier(path_or_bundle_dir: Union[str, os.PathLike], name: Optional[str] = None,
-                    spatial_dims: int = 2, in_channels: int = 1, num_classes: int = 2,
+                    spatial_dims: Optional[int] = None, in_channels: int = 1, num_classes: int = 2,
                     device: Union[str, torch.device] = "cpu") -> nn.Module:
     """Build a classifier and load trained weights into it, in eval mode.
 
@@ -181,7 +199,9 @@ def load_classifier(path_or_bundle_dir: Union[str, os.PathLike], name: Optional[
             bundle directory (then ``models/model.pt``).
         name: architecture (see :func:`build_classifier`). ``None``: the name stored in the checkpoint
             (``"network_name"``), else the bundle's record for its own files, else ``"densenet_small"``.
-        spatial_dims, in_channels, num_classes: as in :func:`build_classifier`.
+        spatial_dims: 2 or 3; ``None``: the rank of the weights' convolution kernels
+            (:func:`spatial_dims_of_weights`).
+        in_channels, num_classes: as in :func:`build_classifier`.
         device: where to put the model.
 
     Returns:
@@ -196,7 +216,8 @@ def load_classifier(path_or_bundle_dir: Union[str, os.PathLike], name: Optional[
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     state, stored_name = _state_dict_from_checkpoint(checkpoint, path)
     arch = name or stored_name or bundle_name or "densenet_small"
-    model = build_classifier(arch, spatial_dims=spatial_dims, in_channels=in_channels, num_classes=num_classes)
+    dims = spatial_dims or spatial_dims_of_weights(state)
+    model = build_classifier(arch, spatial_dims=dims, in_channels=in_channels, num_classes=num_classes)
     check_weights_fit(model, state, source=str(path), name=arch)
     model.load_state_dict(state)
     return model.to(device).eval()

@@ -52,7 +52,8 @@ def add_setting_arguments(parser: argparse.ArgumentParser, defaults: Dict[str, A
                        help="studies per batch (default %(default)s)")
     group.add_argument("--sample-size", type=int, default=defaults.get("sample_size", 100),
                        help="positive studies in the randomization/repeatability/reproducibility sample (default %(default)s)")
-    group.add_argument("--input-size", type=int, default=224, help="model input edge, pixels (default 224)")
+    group.add_argument("--input-size", type=int, default=None,
+                       help="model input edge, pixels (default: 224 for a 2D model, 64 for a 3D model)")
     group.add_argument("--granularity", default="blocks", choices=("blocks", "layers"),
                        help="cascading randomization steps (default blocks)")
     group.add_argument("--bn-policy", default="reset", help="how BatchNorm layers are randomized (default reset)")
@@ -105,7 +106,9 @@ def parse_method_params(items) -> Dict[str, Dict[str, Any]]:
     return params
 
 
-def settings_from_args(args: argparse.Namespace, extra_params: Dict[str, Dict[str, Any]] | None = None):
+def settings_from_args(args: argparse.Namespace, extra_params: Dict[str, Dict[str, Any]] | None = None,
+                       input_size: int | None = None):
+    """The settings the arguments give; ``input_size`` when ``--input-size`` was not given (224)."""
     from .settings import EvaluationSettings
 
     params = {k: dict(v) for k, v in (extra_params or {}).items()}
@@ -118,7 +121,8 @@ def settings_from_args(args: argparse.Namespace, extra_params: Dict[str, Dict[st
     return EvaluationSettings(
         methods=methods, preset=args.preset, method_params={m: params[m] for m in sorted(params)},
         criteria=tuple(c.strip() for c in args.criteria.split(",") if c.strip()), seed=args.seed,
-        batch_size=args.batch_size, sample_size=args.sample_size, input_size=args.input_size,
+        batch_size=args.batch_size, sample_size=args.sample_size,
+        input_size=args.input_size or input_size or 224,
         cascade_granularity=args.granularity, bn_policy=args.bn_policy, ssim_data_range=args.ssim_data_range,
         n_pairs=args.n_pairs, max_studies=args.max_studies)
 
@@ -156,13 +160,14 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate; print the report's path and a one-screen summary (rank 0)."""
     from ..io.errors import InputError
     from .fingerprint import ConfigurationChangedError
+    from . import engines
     from .runner import evaluate_cohort
     from .sources import load_cohort
     from .summary import summary_text
 
     try:
-        settings = settings_from_args(args)
         models = models_from_args(args)
+        settings = settings_from_args(args, input_size=engines.default_input_size(models.original))
         cohort = load_cohort(args.cohort, ground_truth=args.ground_truth, labels=args.labels, split=args.split)
     except (ValueError, FileNotFoundError) as error:
         print(f"saliency-trust evaluate: {error}", file=sys.stderr)

@@ -108,6 +108,14 @@ def load_model(path: str, name: Optional[str], device: str):
     return load_classifier(path, name=name, device=device)
 
 
+def default_input_size(path: str) -> int:
+    """Model input edge when not given: 224 pixels for a 2D model (the study's), 64 voxels for a
+    3D one (from the rank of the weights' convolution kernels)."""
+    from ..networks import weights_spatial_dims
+
+    return 64 if weights_spatial_dims(path) == 3 else 224
+
+
 def resolve_weights_file(path: str) -> str:
     """The weight file behind ``path`` (a bundle folder means its ``models/model.pt``)."""
     from pathlib import Path

@@ -143,23 +143,24 @@ class _MeanMask:
     """The average-mask baseline's map: the training positives' mean mask, or (no training split)
     the mean of the *other* evaluated masks (leave-one-out)."""
 
-    def __init__(self, cohort: Cohort, plan: RunPlan, input_size: int, cache_dir: Path, progress: bool) -> None:
+    def __init__(self, cohort: Cohort, plan: RunPlan, input_size: int, spatial_dims: int,
+                 cache_dir: Path, progress: bool) -> None:
         from tqdm.auto import tqdm
 
         self.leave_one_out = not cohort.training_masks
-        self.total = np.zeros((input_size, input_size), np.float64)
+        self.total = np.zeros((input_size,) * spatial_dims, np.float64)
         self.count = 0
         paths = cohort.training_masks
         self.description = (f"mean of {len(paths)} training masks" if paths else
                             "mean of the other evaluated masks (leave-one-out; no training split given)")
         if paths:
             for path in tqdm(paths, desc="average training mask", disable=not progress, leave=False):
-                self.total += read_mask_only(path, input_size)
+                self.total += read_mask_only(path, input_size, spatial_dims)
                 self.count += 1
         else:
             for study in tqdm(plan.studies.values(), desc="average mask", disable=not progress, leave=False):
                 try:
-                    prepared = prepare_study(study, cohort, input_size, cache_dir)
+                    prepared = prepare_study(study, cohort, input_size, cache_dir, spatial_dims)
                 except Exception:  # noqa: BLE001 - reported by the main loop
                     continue
                 if prepared.mask is not None:
@@ -271,6 +272,8 @@ def compute_share(plan: RunPlan, cohort: Cohort, models: ModelFiles, settings: E
     import torch
     from tqdm.auto import tqdm
 
+    from ..networks import model_spatial_dims
+
     done = done_unit_keys(root)
     mine = shard(plan.groups, context.rank, context.world_size)
     todo_units = [u for g in mine for u in plan.units_of(g.study_ids, settings.methods) if u.key not in done]
@@ -279,8 +282,10 @@ def compute_share(plan: RunPlan, cohort: Cohort, models: ModelFiles, settings: E
     if not todo_units:
         return stats
     cache_dir = root / "cache"
-    mean_mask = _MeanMask(cohort, plan, settings.input_size, cache_dir, progress and context.is_main)
     loaded = _Models(models, settings, plan.skipped_criteria, device)
+    spatial_dims = model_spatial_dims(loaded.original)          # radiographs (2) or volumes (3)
+    mean_mask = _MeanMask(cohort, plan, settings.input_size, spatial_dims, cache_dir,
+                          progress and context.is_main)
     methods = {m: engines.make_method(m, settings.preset, settings.method_params.get(m, {})) for m in settings.methods}
     gallery = set(plan.gallery)
     label = f"saliency maps + metrics (rank {context.rank}/{context.world_size})" if context.distributed \
@@ -296,7 +301,8 @@ def compute_share(plan: RunPlan, cohort: Cohort, models: ModelFiles, settings: E
             prepared: Dict[str, PreparedStudy] = {}
             for study_id in group.study_ids:
                 try:
-                    prepared[study_id] = prepare_study(plan.studies[study_id], cohort, settings.input_size, cache_dir)
+                    prepared[study_id] = prepare_study(plan.studies[study_id], cohort, settings.input_size,
+                                                       cache_dir, spatial_dims)
                 except Exception as error:  # noqa: BLE001 - one bad study never ends the run
                     store.record_failure(study_id, "read", f"{type(error).__name__}: {error}")
                     bar.write(f"skipped {study_id}: {type(error).__name__}: {error}", file=sys.stderr)

@@ -171,6 +171,20 @@ def agreement_figure(results: Dict[str, Any], criterion: str) -> Optional[bytes]
     return _png(fig)
 
 
+def _shown_slice(image: np.ndarray, mask: Optional[np.ndarray]) -> Optional[int]:
+    """For a volume ``(K, J, I)``, the slice its gallery row shows: the one with the most lesion
+    voxels, else the middle one; ``None`` for a 2D image."""
+    if image.ndim != 3:
+        return None
+    if mask is not None and mask.any():
+        return int(np.argmax(mask.reshape(mask.shape[0], -1).sum(axis=1)))
+    return image.shape[0] // 2
+
+
+def _plane(array: np.ndarray, index: Optional[int]) -> np.ndarray:
+    return array if index is None else array[index]
+
+
 def gallery_figure(results: Dict[str, Any], root: Path) -> Optional[bytes]:
     items = results.get("gallery") or []
     if not items:
@@ -186,6 +200,9 @@ def gallery_figure(results: Dict[str, Any], root: Path) -> Optional[bytes]:
     for r, item in enumerate(items):
         image = np.load(root / item["image"])
         mask = np.load(root / item["mask"]) if item.get("mask") else None
+        index = _shown_slice(image, mask)                  # volumes: one slice through the lesion
+        image = _plane(image, index)
+        mask = None if mask is None else _plane(mask, index)
         for k in range(rows_per):
             row = axes[r * rows_per + k]
             for ax in row:
@@ -194,7 +211,8 @@ def gallery_figure(results: Dict[str, Any], root: Path) -> Optional[bytes]:
                 row[0].imshow(image, cmap="gray", vmin=0, vmax=1)
                 if mask is not None and mask.any():
                     row[0].contour(mask.astype(float), levels=[0.5], colors="red", linewidths=0.8)
-                row[0].set_title(item["study_id"], fontsize=6)
+                title = item["study_id"] if index is None else f"{item['study_id']} (slice {index})"
+                row[0].set_title(title, fontsize=6)
             else:
                 row[0].text(0.5, 0.5, "fully\nrandomized\nmodel", ha="center", va="center", fontsize=7,
                             transform=row[0].transAxes)
@@ -202,7 +220,7 @@ def gallery_figure(results: Dict[str, Any], root: Path) -> Optional[bytes]:
             for c, m in enumerate(methods, start=1):
                 if m not in source:
                     continue
-                row[c].imshow(np.load(root / source[m]), cmap="inferno", vmin=0, vmax=1)
+                row[c].imshow(_plane(np.load(root / source[m]), index), cmap="inferno", vmin=0, vmax=1)
                 if mask is not None and mask.any():
                     row[c].contour(mask.astype(float), levels=[0.5], colors="cyan", linewidths=0.5)
                 if r == 0 and k == 0:

@@ -108,7 +108,8 @@ def parse_method_params(items) -> Dict[str, Dict[str, Any]]:
 
 def settings_from_args(args: argparse.Namespace, extra_params: Dict[str, Dict[str, Any]] | None = None,
                        input_size: int | None = None):
-    """The settings the arguments give; ``input_size`` when ``--input-size`` was not given (224)."""
+    """The settings the arguments give; ``input_size`` is used when ``--input-size`` was not
+    given (else 224)."""
     from .settings import EvaluationSettings
 
     params = {k: dict(v) for k, v in (extra_params or {}).items()}
@@ -159,15 +160,16 @@ def configure_threads(threads: int | None) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate; print the report's path and a one-screen summary (rank 0)."""
     from ..io.errors import InputError
-    from .fingerprint import ConfigurationChangedError
     from . import engines
+    from .fingerprint import ConfigurationChangedError
     from .runner import evaluate_cohort
     from .sources import load_cohort
     from .summary import summary_text
 
     try:
         models = models_from_args(args)
-        settings = settings_from_args(args, input_size=engines.default_input_size(models.original))
+        settings = settings_from_args(args, input_size=None if args.input_size else
+                                      engines.default_input_size(models.original))
         cohort = load_cohort(args.cohort, ground_truth=args.ground_truth, labels=args.labels, split=args.split)
     except (ValueError, FileNotFoundError) as error:
         print(f"saliency-trust evaluate: {error}", file=sys.stderr)

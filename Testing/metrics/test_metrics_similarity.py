@@ -86,6 +86,8 @@ def test_constant_and_nan_maps_are_nan_with_reasons():
 def test_ssim_rejects_too_small_maps_even_windows_and_other_than_2d_or_3d():
     with pytest.raises(ValueError, match="1 spatial axes.*2D"):
         ssim(np.zeros((2, 30)), np.zeros((2, 30)), data_range=1)
+    with pytest.raises(ValueError, match="singleton axis.*maps\\[:, 0\\]"):
+        ssim(np.zeros((2, 1, 9, 9)), np.zeros((2, 1, 9, 9)), data_range=1)
     with pytest.raises(ValueError, match="4 spatial axes.*maps\\[:, 0\\]"):
         ssim(np.zeros((2, 1, 9, 9, 9)), np.zeros((2, 1, 9, 9, 9)), data_range=1)
     with pytest.raises(ValueError, match="win_size"):

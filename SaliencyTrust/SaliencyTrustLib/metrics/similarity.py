@@ -158,6 +158,10 @@ def _check_extent(spatial: Tuple[int, ...], options: SSIMOptions) -> None:
         raise ValueError(f"ssim: maps of shape {spatial} have {len(spatial)} spatial axes; SSIM "
                          "compares 2D (B, H, W) or 3D (B, D, H, W) maps: drop singleton "
                          "channel axes (maps[:, 0]) or add the batch axis (maps[None])")
+    if 1 in spatial:
+        raise ValueError(f"ssim: maps of spatial shape {spatial} have a singleton axis; SSIM "
+                         "compares (B, H, W) or (B, D, H, W) maps: drop the channel axis "
+                         "(maps[:, 0])")
     if any(n < options.win_size for n in spatial):
         raise ValueError(f"ssim: win_size {options.win_size} exceeds the map extent "
                          f"{spatial}; pass a smaller odd win_size")

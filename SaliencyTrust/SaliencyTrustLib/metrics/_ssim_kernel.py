@@ -183,17 +183,16 @@ def default_threads() -> int:
 
 @contextmanager
 def numba_threads(workers: Optional[int]) -> Iterator[None]:
-    """Run the kernel with ``workers`` threads (``None``: :func:`default_threads`), one launch at
-    a time."""
+    """Run the kernel with ``workers`` threads (``None``: :func:`default_threads`); numba's thread
+    count is per calling thread, so concurrent callers do not disturb each other."""
     count = default_threads() if workers is None else max(
         1, min(int(workers), numba.config.NUMBA_NUM_THREADS))
-    with _LAUNCH:
-        previous = numba.get_num_threads()
-        numba.set_num_threads(count)
-        try:
-            yield
-        finally:
-            numba.set_num_threads(previous)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(count)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 class SSIMKernel:
@@ -206,6 +205,7 @@ class SSIMKernel:
     Attributes:
         pad: values cropped per side of each spatial axis before averaging (scikit-image's).
         radius: half-width of the filter (``pad`` for the uniform window).
+        taps: the 1D window weights (float64, summing to 1); ``uniform``: all equal.
         cropped: the cropped grid, the values SSIM is averaged over.
     """
 
@@ -265,9 +265,10 @@ class SSIMKernel:
         sums = np.empty(pair.size, np.float64)
         taps_d = np.ones(1) if self.ndim == 2 else self.taps
         offset_d = 0 if self.ndim == 2 else self.offset
-        _ssim_task_sums(prepared_a, prepared_b, index_a, index_b, offset_d, self.offset, taps_d,
-                        self.taps, self.taps, self.c1, self.c2, self.cov_norm, self.cropped[-1],
-                        self.uniform, pair, plane, row0, row1, sums)
+        with _LAUNCH:                                     # one launch at a time (workqueue)
+            _ssim_task_sums(prepared_a, prepared_b, index_a, index_b, offset_d, self.offset,
+                            taps_d, self.taps, self.taps, self.c1, self.c2, self.cov_norm,
+                            self.cropped[-1], self.uniform, pair, plane, row0, row1, sums)
         totals = np.zeros(index_a.size, np.float64)
         np.add.at(totals, pair, sums)                     # in task order: deterministic
         return totals / float(math.prod(self.cropped))

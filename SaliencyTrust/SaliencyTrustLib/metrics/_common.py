@@ -79,10 +79,18 @@ def finite_rows(flat: np.ndarray) -> np.ndarray:
     return np.ones(flat.shape[0], bool)
 
 
-def constant_rows(flat: np.ndarray) -> np.ndarray:
-    """Per row of ``(B, N)``: True when all values are equal (NaN rows give False)."""
+def row_flags(flat: np.ndarray, constant: str = "nan") -> Tuple[np.ndarray, np.ndarray]:
+    """Per row of ``(B, N)``: ``(finite, constant)`` flags, from one min and one max per row
+    (min and max propagate NaN, and an inf is the min or the max). ``constant`` flags are all
+    False when ``constant="compute"``; a NaN row is not constant."""
+    if not flat.shape[1]:
+        return np.ones(flat.shape[0], bool), np.zeros(flat.shape[0], bool)
+    low, high = flat.min(axis=1), flat.max(axis=1)
+    floating = np.issubdtype(flat.dtype, np.floating)
+    finite = np.isfinite(low) & np.isfinite(high) if floating else np.ones(flat.shape[0], bool)
     with np.errstate(invalid="ignore"):
-        return (flat.max(axis=1) == flat.min(axis=1))
+        const = low == high if constant == "nan" else np.zeros(flat.shape[0], bool)
+    return finite, const
 
 
 def count_reasons(reasons: Sequence[Optional[str]]) -> Dict[str, int]:

@@ -33,8 +33,8 @@ import numpy as np
 
 from ._common import (REASON_ALL_POSITIVE, REASON_CONSTANT_MAP, REASON_EMPTY_MASK,
                       REASON_EMPTY_UNION, REASON_NAN_MAP, REASON_ZERO_ENERGY, Reasons,
-                      as_batch, as_mask_batch, check_same_shape, constant_rows, finish,
-                      finite_rows)
+                      as_batch, as_mask_batch, check_same_shape, finish, finite_rows,
+                      row_flags)
 
 __all__ = ["auprc", "average_precision", "roc_auc", "pointing_game", "hit_rate", "iou",
            "energy_inside", "relevance_rank", "precision_recall_points"]
@@ -60,8 +60,7 @@ def _prepare(maps: Any, masks: Any, constant: str) -> Tuple[np.ndarray, np.ndarr
     batch = maps_b.shape[0]
     flat = maps_b.reshape(batch, -1)
     truth = masks_b.reshape(batch, -1)
-    finite = finite_rows(flat)
-    const = constant_rows(flat) if constant == "nan" else np.zeros(batch, bool)
+    finite, const = row_flags(flat, constant)
     positives = truth.any(axis=1)
     reasons: Reasons = []
     for i in range(batch):

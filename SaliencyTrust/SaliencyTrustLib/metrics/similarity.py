@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from ._common import (REASON_CONSTANT_MAP, REASON_NAN_MAP, Reasons, as_batch, check_same_shape,
-                      constant_rows, finish, finite_rows)
+                      finish, row_flags)
 from ._ssim_kernel import SSIMKernel, numba_threads
 
 __all__ = ["ssim", "ssim_pairs", "SSIMReference", "spearman", "spearman_pairs",
@@ -115,16 +115,7 @@ def _float_type(a: np.ndarray, b: np.ndarray):
 
 def _map_flags(maps: np.ndarray, constant: str) -> Tuple[np.ndarray, np.ndarray]:
     """Per map: (finite, constant) flags; constant flags all False when ``constant="compute"``."""
-    flat = maps.reshape(maps.shape[0], -1)
-    if flat.dtype in (np.float32, np.float64) and flat.shape[1]:
-        # min and max propagate NaN, and an inf is the min or the max: no separate finite pass
-        low, high = flat.min(axis=1), flat.max(axis=1)
-        finite = np.isfinite(low) & np.isfinite(high)
-        const = low == high if constant == "nan" else np.zeros(flat.shape[0], bool)
-        return finite, const
-    finite = finite_rows(flat)
-    const = constant_rows(flat) if constant == "nan" else np.zeros(flat.shape[0], bool)
-    return finite, const
+    return row_flags(maps.reshape(maps.shape[0], -1), constant)
 
 
 def _pair_reasons(flags_a, flags_b, pairs: np.ndarray) -> List[Optional[str]]:

@@ -125,6 +125,13 @@ def _pair_reasons(flags_a, flags_b, pairs: np.ndarray) -> List[Optional[str]]:
             for i in range(pairs.shape[0])]
 
 
+def _itemwise_reasons(flags_a, flags_b) -> Tuple[Reasons, np.ndarray]:
+    """Reasons of the item-by-item pairs ``(i, i)`` and the indices of the defined ones."""
+    index = np.arange(flags_b[0].shape[0])
+    reasons = _pair_reasons(flags_a, flags_b, np.stack([index, index], 1))
+    return reasons, np.flatnonzero([r is None for r in reasons])
+
+
 def _resolve(maps_a: Any, maps_b: Any, pairs: Any, options: SSIMOptions, constant: str,
              precision: Optional[str]):
     """Validated inputs of an SSIM call: (a, b, same, pairs, float_type)."""
@@ -256,11 +263,10 @@ def ssim(maps_a: Any, maps_b: Any, data_range: Optional[float] = None, *,
     b = as_batch(maps_b, "maps_b")
     check_same_shape(a, b, "maps_a", "maps_b")
     index = np.arange(a.shape[0])
-    a, b, _, pairs, float_type = _resolve(a, b, np.stack([index, index], 1), options, constant,
+    a, b, _, _, float_type = _resolve(a, b, np.stack([index, index], 1), options, constant,
                                           precision)
-    reasons = _pair_reasons(_map_flags(a, constant), _map_flags(b, constant), pairs)
+    reasons, defined = _itemwise_reasons(_map_flags(a, constant), _map_flags(b, constant))
     values = np.full(a.shape[0], np.nan)
-    defined = np.flatnonzero([r is None for r in reasons])
     if defined.size:
         kernel = SSIMKernel(options, a.shape[1:])
         with numba_threads(workers):
@@ -343,11 +349,8 @@ class SSIMReference:
         other = as_batch(maps, "maps")
         check_same_shape(self.maps, other, "reference maps", "maps")
         float_type = _precision(self.precision, self.maps, other)
-        index = np.arange(other.shape[0])
-        reasons = _pair_reasons(self.flags, _map_flags(other, self.constant),
-                                np.stack([index, index], 1))
+        reasons, defined = _itemwise_reasons(self.flags, _map_flags(other, self.constant))
         values = np.full(other.shape[0], np.nan)
-        defined = np.flatnonzero([r is None for r in reasons])
         if defined.size:
             reference = self._reference_for(float_type)
             with numba_threads(self.workers):
@@ -439,10 +442,8 @@ class SpearmanReference:
         """Spearman correlation of reference item ``i`` and ``maps[i]``: float64 ``(B,)``."""
         other = as_batch(maps, "maps")
         check_same_shape(self.maps, other, "reference maps", "maps")
-        index = np.arange(other.shape[0])
-        reasons = _pair_reasons(self.flags, _map_flags(other, "nan"), np.stack([index, index], 1))
+        reasons, defined = _itemwise_reasons(self.flags, _map_flags(other, "nan"))
         values = np.full(other.shape[0], np.nan)
-        defined = np.flatnonzero([r is None for r in reasons])
         if defined.size:
             if self._ranks is None:
                 usable = self.flags[0] & ~self.flags[1]

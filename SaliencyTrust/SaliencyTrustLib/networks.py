@@ -177,9 +177,19 @@ def spatial_dims_of_weights(state: Mapping[str, torch.Tensor]) -> int:
     return 3 if any(key.endswith("weight") and tensor.ndim == 5 for key, tensor in state.items()) else 2
 
 
+def weights_file(path_or_bundle_dir: Union[str, os.PathLike]) -> Path:
+    """The weight file behind ``path_or_bundle_dir`` (a bundle folder means its
+    ``models/model.pt``).
+
+    Raises:
+        FileNotFoundError: neither a weight file nor a bundle folder holding one.
+    """
+    return _resolve_weights(path_or_bundle_dir)[0]
+
+
 def weights_spatial_dims(path_or_bundle_dir: Union[str, os.PathLike]) -> int:
     """2 or 3 for a weight file or bundle folder (see :func:`spatial_dims_of_weights`)."""
-    path, _ = _resolve_weights(path_or_bundle_dir)
+    path = weights_file(path_or_bundle_dir)
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     return spatial_dims_of_weights(_state_dict_from_checkpoint(checkpoint, path)[0])
 

@@ -116,14 +116,6 @@ def default_input_size(path: str) -> int:
     return 64 if weights_spatial_dims(path) == 3 else 224
 
 
-def resolve_weights_file(path: str) -> str:
-    """The weight file behind ``path`` (a bundle folder means its ``models/model.pt``)."""
-    from pathlib import Path
-
-    candidate = Path(path)
-    return str(candidate / "models" / "model.pt") if candidate.is_dir() else str(candidate)
-
-
 def versions() -> Dict[str, str]:
     """Versions of the packages that change numbers, for the fingerprint and the report."""
     from importlib import metadata

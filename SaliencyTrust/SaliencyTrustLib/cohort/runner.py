@@ -116,11 +116,13 @@ def make_plan(cohort: Cohort, models: ModelFiles, settings: EvaluationSettings, 
         elif "localization" in criteria and cascade_states:
             chosen.append(cascade_states[-1])
         states[study_id] = chosen
+    from ..networks import weights_file
+
     model_config = {}
     for state in (ORIGINAL, REPLICATE, SECOND_ARCH):
         path = getattr(models, state)
         if path:
-            weights = engines.resolve_weights_file(path)
+            weights = weights_file(path)
             model_config[state] = {"sha256": file_sha256(weights), "name": getattr(models, f"{state}_name")}
     config = {
         "settings": settings.to_dict(),

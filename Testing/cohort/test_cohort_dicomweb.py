@@ -14,7 +14,8 @@ from support.orthanc import orthanc, orthanc_server  # noqa: E402,F401  (fixture
 
 
 def test_dicomweb_cohort_is_listed_pulled_once_and_evaluated(orthanc, tiny_cohort, tmp_path):
-    from SaliencyTrustLib.cohort import EvaluationSettings, ModelFiles, evaluate_cohort, load_cohort
+    from SaliencyTrustLib.preprocessing import Preprocessing
+    from SaliencyTrustLib.cohort import EvaluationSettings, StudyModels, evaluate_cohort, load_cohort
     from SaliencyTrustLib.io import DicomWebStore
 
     root = tiny_cohort["cohort"]
@@ -30,8 +31,8 @@ def test_dicomweb_cohort_is_listed_pulled_once_and_evaluated(orthanc, tiny_cohor
 
     models = tiny_cohort["models"]
     out = tmp_path / "out"
-    results = evaluate_cohort(cohort, ModelFiles(str(models / "a.pt")),
-                              EvaluationSettings(methods=("gradient",), criteria=("localization",), input_size=32,
+    results = evaluate_cohort(cohort, StudyModels(str(models / "a.pt")),
+                              EvaluationSettings(methods=("gradient",), criteria=("localization",), preprocessing=Preprocessing(input_size=32),
                                                  batch_size=2, sample_size=2),
                               out, device="cpu", progress=False)
     assert results["failures"] == {}

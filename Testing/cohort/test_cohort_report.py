@@ -13,7 +13,8 @@ import pytest
 
 @pytest.fixture(scope="module")
 def evaluated(tiny_cohort, tmp_path_factory):
-    from SaliencyTrustLib.cohort import EvaluationSettings, ModelFiles, evaluate_cohort, load_cohort
+    from SaliencyTrustLib.preprocessing import Preprocessing
+    from SaliencyTrustLib.cohort import EvaluationSettings, StudyModels, evaluate_cohort, load_cohort
     from SaliencyTrustLib.report import write_report
 
     root = tmp_path_factory.mktemp("report")
@@ -26,11 +27,11 @@ def evaluated(tiny_cohort, tmp_path_factory):
     items.append({"image": str(broken), "mask": first_mask, "label": 1, "case_id": "aaa-broken"})
     (root / "datalist.json").write_text(json.dumps({"test": items}))
     models = tiny_cohort["models"]
-    settings = EvaluationSettings(methods=("gradient", "gradcam"), input_size=32, batch_size=3, sample_size=4,
+    settings = EvaluationSettings(methods=("gradient", "gradcam"), preprocessing=Preprocessing(input_size=32), batch_size=3, sample_size=4,
                                   n_pairs=3, seed=0)
     out = root / "out"
     results = evaluate_cohort(load_cohort(str(root / "datalist.json")),
-                              ModelFiles(str(models / "a.pt"), str(models / "b.pt"), str(models / "c.pt")),
+                              StudyModels(str(models / "a.pt"), str(models / "b.pt"), str(models / "c.pt")),
                               settings, out, device="cpu", progress=False)
     return results, write_report(out, results), out
 
@@ -72,20 +73,23 @@ def test_scorecard_verdicts_follow_the_stated_rules(evaluated):
 
     results, _, out = evaluated
     baselines = results["different_image_baseline"]
-    for method, row in results["scorecard"]["methods"].items():
-        loc = row["localization"]
-        assert loc["baseline"] == results["localization"]["baselines"]["mean_mask"]["mean"]
-        assert loc["passes"] == (loc["value"] > loc["baseline"])
-        ran = row["randomization"]
+    from SaliencyTrustLib.criteria import Scorecard
+
+    card = Scorecard.from_dict(results["scorecard"])
+    for method in results["methods"]:
+        loc = card.get(method, "localization")
+        assert loc.baseline == results["localization"]["baselines"]["mean_mask"]["mean"]
+        assert loc.passed == (loc.value > loc.baseline)
+        ran = card.get(method, "randomization")
         curve = [s["mean"] for s in results["randomization"]["curves"][method]["ssim"] if s["mean"] is not None]
-        assert ran["value"] == min(curve) and ran["baseline"] == baselines[method]["ssim"]
-        assert ran["passes"] == (ran["value"] < ran["baseline"])
+        assert ran.value == min(curve) and ran.baseline == baselines[method]["ssim"]
+        assert ran.passed == (ran.value < ran.baseline)
         for criterion in ("repeatability", "reproducibility"):
-            entry = row[criterion]
-            assert entry["value"] == results[criterion]["summary"][method]["mean"]
-            assert entry["passes"] == (entry["value"] > baselines[method]["ssim"])
-        assert row["trusted"] == all(row[c]["passes"] for c in ("localization", "randomization",
-                                                                "repeatability", "reproducibility"))
+            entry = card.get(method, criterion)
+            assert entry.value == results[criterion]["summary"][method]["mean"]
+            assert entry.passed == (entry.value > baselines[method]["ssim"])
+        assert card.passes_all(method) == all(card.get(method, c).passed for c in
+                                              ("localization", "randomization", "repeatability", "reproducibility"))
     # the scorecard files are the project's Scorecard format (criteria), one row per method x criterion
     card = json.loads((out / "scorecard.json").read_text())
     assert len(card["rows"]) == 4 * len(results["methods"])

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from SaliencyTrustLib.preprocessing import Preprocessing
+
 SIZE = 16          # model input edge, voxels
 
 
@@ -19,7 +21,8 @@ SIZE = 16          # model input edge, voxels
 def ct_run(tmp_path_factory):
     import torch
 
-    from SaliencyTrustLib.cohort import EvaluationSettings, ModelFiles, evaluate_cohort, load_cohort
+    from SaliencyTrustLib.preprocessing import Preprocessing
+    from SaliencyTrustLib.cohort import EvaluationSettings, StudyModels, evaluate_cohort, load_cohort
     from SaliencyTrustLib.io import write_synthetic_cohort
     from SaliencyTrustLib.networks import build_classifier, save_classifier
     from SaliencyTrustLib.report import write_report
@@ -30,10 +33,10 @@ def ct_run(tmp_path_factory):
     save_classifier(build_classifier("densenet_small", spatial_dims=3), root / "model3d.pt",
                     "densenet_small")
     settings = EvaluationSettings(methods=("gradient", "gradcam"),
-                                  criteria=("localization", "randomization"), input_size=SIZE,
+                                  criteria=("localization", "randomization"), preprocessing=Preprocessing(input_size=SIZE),
                                   batch_size=4, sample_size=3, n_pairs=2, seed=0)
     out = root / "out"
-    results = evaluate_cohort(load_cohort(str(root / "cohort")), ModelFiles(str(root / "model3d.pt")),
+    results = evaluate_cohort(load_cohort(str(root / "cohort")), StudyModels(str(root / "model3d.pt")),
                               settings, out, device="cpu", progress=False)
     return results, write_report(out, results), out, root
 
@@ -82,23 +85,23 @@ def test_the_gallery_shows_the_slice_with_the_most_lesion(ct_run):
 
 def test_a_2d_model_refuses_volumes_and_a_3d_model_radiographs_with_the_reason(ct_run, tiny_cohort,
                                                                                tmp_path):
+    from SaliencyTrustLib.preprocessing import Preprocessing
     from SaliencyTrustLib.cohort import load_cohort
     from SaliencyTrustLib.cohort.prepare import prepare_study
 
     _, _, _, root = ct_run
     volumes = load_cohort(str(root / "cohort"))
-    with pytest.raises(ValueError, match="slice volume; the model is 2D"):
-        prepare_study(volumes.studies[0], volumes, 32, tmp_path, spatial_dims=2)
+    with pytest.raises(ValueError, match="slice volume cannot enter a 2D model"):
+        prepare_study(volumes.studies[0], volumes, Preprocessing(input_size=32), tmp_path, spatial_dims=2)
     radiographs = load_cohort(str(tiny_cohort["cohort"]))
-    with pytest.raises(ValueError, match="single-slice image; the model is 3D"):
-        prepare_study(radiographs.studies[0], radiographs, 32, tmp_path, spatial_dims=3)
+    with pytest.raises(ValueError, match="single-slice image cannot enter a 3D model"):
+        prepare_study(radiographs.studies[0], radiographs, Preprocessing(input_size=32), tmp_path, spatial_dims=3)
 
 
 def test_the_model_weights_decide_its_dimensions_and_the_default_input_size(ct_run, tiny_cohort):
-    from SaliencyTrustLib.cohort.engines import default_input_size
     from SaliencyTrustLib.networks import load_classifier, model_spatial_dims
 
     _, _, _, root = ct_run
     assert model_spatial_dims(load_classifier(root / "model3d.pt")) == 3       # no spatial_dims=
-    assert default_input_size(str(root / "model3d.pt")) == 64
-    assert default_input_size(str(tiny_cohort["models"] / "a.pt")) == 224
+    assert Preprocessing().model_shape(model_spatial_dims(load_classifier(root / "model3d.pt"))) == (64, 64, 64)
+    assert Preprocessing().model_shape(model_spatial_dims(load_classifier(tiny_cohort["models"] / "a.pt"))) == (224, 224)

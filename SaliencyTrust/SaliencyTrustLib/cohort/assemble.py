@@ -19,9 +19,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from . import engines
 from .settings import EvaluationSettings
-from .store import iter_records_sorted, load_map, map_relpath, read_failures, read_run_file, write_json_atomic
+from .runner import make_methods, native_relpath
+from .store import (_safe_name, iter_records_sorted, load_map, map_relpath, read_failures, read_run_file,
+                    write_json_atomic)
 from .units import CASCADE_PREFIX, ORIGINAL, REPLICATE, SECOND_ARCH, Unit
 
 #: Repeatability / reproducibility references of the study: SSIM between two independently trained
@@ -30,21 +31,20 @@ from .units import CASCADE_PREFIX, ORIGINAL, REPLICATE, SECOND_ARCH, Unit
 REFERENCE_SSIM = {"U-Net (study, masks)": 0.975, "RetinaNet (study, boxes)": 0.80}
 
 
-def _rules() -> Dict[str, str]:
+def rules(localization_baseline: str = "average_mask") -> Dict[str, str]:
     """The pass rules, worded by :mod:`SaliencyTrustLib.criteria` (one wording project-wide)."""
     from ..criteria.consistency import CONSISTENCY_RULES
     from ..criteria.localization import LOCALIZATION_RULE
     from ..criteria.sensitivity import SENSITIVITY_RULES
 
-    return {"localization": LOCALIZATION_RULE.format(baseline="average training mask"),
+    baseline = "average mask" if localization_baseline == "average_mask" else "fully randomized model"
+    return {"localization": LOCALIZATION_RULE.format(baseline=baseline),
             "randomization": SENSITIVITY_RULES["any"],
             "repeatability": CONSISTENCY_RULES["different_image"],
             "reproducibility": CONSISTENCY_RULES["different_image"]}
 
 
-RULES = _rules()
-
-METRIC_COLUMNS = ("auprc", "auprc_mean_mask", "ssim_vs_original", "spearman_vs_original", "target")
+METRIC_COLUMNS = ("auprc", "auprc_mean_mask", "ssim_vs_original", "spearman_vs_original", "target", "probability")
 
 
 def _clean(value: Optional[float]) -> Optional[float]:
@@ -95,7 +95,8 @@ def summarize(values: Sequence[Optional[float]]) -> Dict[str, Optional[float]]:
 
 
 def assemble_results(root, plan, settings: EvaluationSettings, progress: bool = True,
-                     run_stats: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                     run_stats: Optional[Dict[str, Any]] = None,
+                     mean_mask_name: str = "average training mask") -> Dict[str, Any]:
     """Read every rank's units and write the files listed in the module docstring.
 
     Returns:
@@ -107,7 +108,7 @@ def assemble_results(root, plan, settings: EvaluationSettings, progress: bool = 
     root = Path(root)
     records = UnitIndex(root)
     failures = read_failures(root)
-    methods = list(settings.methods)
+    methods = list(plan.methods)
     studies = sorted(plan.studies)
     sample = list(plan.sample)
 
@@ -121,7 +122,9 @@ def assemble_results(root, plan, settings: EvaluationSettings, progress: bool = 
         "settings": settings.to_dict(),
         "criteria": criteria,
         "skipped_criteria": dict(plan.skipped_criteria),
+        "skipped_methods": dict(plan.skipped_methods),
         "methods": methods,
+        "preprocessing": plan.config["settings"]["preprocessing"],
         "versions": plan.config["versions"],
         "models": plan.config["models"],
         "cohort": {"source": plan.config["cohort"]["source"], "n_studies": len(studies), "study_ids": studies,
@@ -130,8 +133,12 @@ def assemble_results(root, plan, settings: EvaluationSettings, progress: bool = 
                    "n_units_stored": len(records)},
         "failures": {k: failures[k] for k in sorted(failures)},
         "ssim_data_range": settings.ssim_data_range,
-        "method_settings": {m: engines.method_settings(engines.make_method(m, settings.preset, settings.method_params.get(m, {})))
-                            for m in methods},
+        "method_settings": {m: _method_settings(method) for m, method in make_methods(settings, methods).items()},
+        "predictions": {s: {"target": metric(s, methods[0], ORIGINAL, "target"),
+                            "probability": metric(s, methods[0], ORIGINAL, "probability")}
+                        for s in studies} if methods else {},
+        "native_maps": {s: {m: native_relpath(s, m) for m in methods if (root / native_relpath(s, m)).is_file()}
+                        for s in studies},
         "seeds": {"seed": settings.seed, "sample": "numpy default_rng(sha256(seed, 'sample'))",
                   "stochastic methods": "torch/numpy seeded per (seed, batch group, method)",
                   "weight randomization": settings.seed, "different-image pairs": settings.seed},
@@ -148,6 +155,8 @@ def assemble_results(root, plan, settings: EvaluationSettings, progress: bool = 
             "auprc_randomized_model": randomized,
             "auprc_mean_mask": mean_mask,
             "summary": {m: summarize(v) for m, v in per_method.items()},
+            "baseline": settings.localization_baseline,
+            "mean_mask_name": mean_mask_name,
             "baselines": {"mean_mask": summarize(mean_mask),
                           "randomized_model": {m: summarize(v) for m, v in randomized.items()},
                           "reference": {"U-Net (study, SIIM)": 0.404, "RetinaNet (study, RSNA)": 0.596}},
@@ -155,12 +164,19 @@ def assemble_results(root, plan, settings: EvaluationSettings, progress: bool = 
 
     baseline: Dict[str, Any] = {}
     if set(criteria) & {"randomization", "repeatability", "reproducibility"}:
+        from ..criteria import different_image_baseline
+
+        images = sample + sorted(plan.references)
         for m in tqdm(methods, desc="different-image baseline", disable=not progress, leave=False):
-            maps = [load_map(root, map_relpath(Unit(s, m, ORIGINAL))) for s in sample if Unit(s, m, ORIGINAL) in records]
-            value = (engines.different_image_baseline(np.stack(maps), settings.n_pairs, settings.seed,
-                                                      settings.ssim_data_range)
-                     if len(maps) >= 2 else {"ssim": None})
-            baseline[m] = {k: _clean(v) for k, v in value.items()}
+            maps = [load_map(root, map_relpath(Unit(s, m, ORIGINAL))) for s in images if Unit(s, m, ORIGINAL) in records]
+            if len(maps) >= 2:
+                value = different_image_baseline(np.stack(maps), n_pairs=settings.n_pairs, seed=settings.seed,
+                                                 data_range=settings.ssim_data_range)
+                numbers = {k: v for k, v in value.to_dict().items() if isinstance(v, (int, float))
+                           and not isinstance(v, bool) and k not in ("mean", "seed")}
+                baseline[m] = {"ssim": _clean(value.mean), **{k: _clean(v) for k, v in numbers.items()}}
+            else:
+                baseline[m] = {"ssim": None, "reason": "fewer than 2 images (add baseline images)"}
         results["different_image_baseline"] = baseline
 
     if "randomization" in criteria and plan.cascade_states:
@@ -174,7 +190,7 @@ def assemble_results(root, plan, settings: EvaluationSettings, progress: bool = 
             "states": ["original"] + list(plan.cascade_states),
             "state_labels": ["original"] + [s[len(CASCADE_PREFIX):] for s in plan.cascade_states],
             "curves": curves, "different_image_baseline": baseline,
-            "rule": RULES["randomization"],
+            "rule": rules()["randomization"],
             "note": "Binder et al. (CVPR 2023): top-down randomization can be passed by uninformative maps; "
                     "read the Spearman rank correlation beside SSIM. Gaps in a curve: every map of that state "
                     "was constant (SSIM undefined, dropped as in the study).",
@@ -190,30 +206,37 @@ def assemble_results(root, plan, settings: EvaluationSettings, progress: bool = 
                               "summary": {m: summarize(v) for m, v in ssim.items()},
                               "spearman_summary": {m: summarize(v) for m, v in rho.items()},
                               "reference": REFERENCE_SSIM, "different_image_baseline": baseline,
-                              "rule": RULES[criterion]}
+                              "rule": rules()[criterion]}
 
     card = build_scorecard(results)
-    results["scorecard"] = scorecard_table(card)
+    results["scorecard"] = card.to_dict()
     results["gallery"] = _gallery(root, plan, methods, records)
-    _write_outputs(root, results, records, card)
+    _write_outputs(root, results, card)
     timing = _timing(records, run_stats, time.perf_counter() - started)
     write_json_atomic(root / "timing.json", timing)
     return results
 
 
 def build_scorecard(results: Dict[str, Any]):
-    """The :class:`SaliencyTrustLib.criteria.Scorecard` of a run (rules: :data:`RULES`).
+    """The :class:`SaliencyTrustLib.criteria.Scorecard` of a run (rules: :func:`rules`).
 
-    * localization: mean AUPRC vs the average-mask baseline's (the randomized-model baseline and
-      the study's localization networks in ``details``);
+    * localization: mean AUPRC vs the named baseline's mean AUPRC (``localization_baseline``:
+      the average mask, or the same method on the fully randomized model); the other baseline and
+      the study's localization networks in ``details``;
     * randomization: the lowest mean SSIM over the cascade's states vs the different-image baseline;
     * repeatability / reproducibility: mean SSIM between the two models vs the different-image
       baseline (the study's localization-network SSIM in ``details``).
     """
     from ..criteria import Scorecard
 
-    card = Scorecard(params={"settings": results["settings"], "fingerprint": results["fingerprint"],
-                             "ssim_data_range": results["ssim_data_range"]}, versions=results["versions"])
+    settings = results["settings"]
+    rule_text = rules(settings["localization_baseline"])
+    card = Scorecard(params={"settings": settings, "fingerprint": results["fingerprint"],
+                             "ssim_data_range": results["ssim_data_range"],
+                             "localization_baseline": settings["localization_baseline"],
+                             "consistency_target": settings["consistency_target"],
+                             "target_class": settings["target_class"],
+                             "preprocessing": results["preprocessing"]}, versions=results["versions"])
     baseline = results.get("different_image_baseline", {})
     for m in results["methods"]:
         loc = results.get("localization")
@@ -221,11 +244,16 @@ def build_scorecard(results: Dict[str, Any]):
             value = loc["summary"][m]["mean"]
             mean_mask = loc["baselines"]["mean_mask"]["mean"]
             randomized = loc["baselines"]["randomized_model"].get(m, {}).get("mean")
-            card.add(m, "localization", value, mean_mask,
-                     None if value is None or mean_mask is None else value > mean_mask, RULES["localization"],
-                     value_name="mean AUPRC", baseline_name="average training mask",
-                     randomized_model_auprc=randomized,
+            if loc["baseline"] == "average_mask":
+                reference, reference_name = mean_mask, loc["mean_mask_name"]
+            else:
+                reference, reference_name = randomized, "same method on the fully randomized model"
+            card.add(m, "localization", value, reference,
+                     None if value is None or reference is None else value > reference, rule_text["localization"],
+                     value_name="mean AUPRC", baseline_name=reference_name,
+                     mean_mask_auprc=mean_mask, randomized_model_auprc=randomized,
                      above_randomized_model=None if value is None or randomized is None else value > randomized,
+                     study_localization_networks={"U-Net (study, SIIM)": 0.404, "RetinaNet (study, RSNA)": 0.596},
                      n_images=loc["summary"][m]["n"], n_undefined=loc["summary"][m]["n_undefined"])
         ran = results.get("randomization")
         if ran:
@@ -235,43 +263,31 @@ def build_scorecard(results: Dict[str, Any]):
             lowest = min(defined)[0] if defined else None
             first = next((ran["states"][i + 1] for v, i in defined if base is not None and v < base), None)
             card.add(m, "randomization", lowest, base, None if lowest is None or base is None else lowest < base,
-                     RULES["randomization"], value_name="min over states of mean SSIM",
+                     rule_text["randomization"], value_name="min over states of mean SSIM",
                      baseline_name="different-image mean SSIM", first_below=first,
-                     final_state_ssim=curve[-1] if curve else None)
+                     final_state_ssim=curve[-1] if curve else None,
+                     states=ran["state_labels"][1:], ssim_curve=curve,
+                     spearman_curve=[s["mean"] for s in ran["curves"][m]["spearman"]])
         for criterion in ("repeatability", "reproducibility"):
             block = results.get(criterion)
             if block:
                 value = block["summary"][m]["mean"]
                 base = baseline.get(m, {}).get("ssim")
                 card.add(m, criterion, value, base, None if value is None or base is None else value > base,
-                         RULES[criterion], value_name="mean SSIM",
+                         rule_text[criterion], value_name="mean SSIM",
                          baseline_name="different-image mean SSIM (localization baseline absent)",
                          study_localization_networks=REFERENCE_SSIM,
                          spearman_mean=block["spearman_summary"][m]["mean"])
     return card
 
 
-def scorecard_table(card) -> Dict[str, Any]:
-    """``{"methods": {method: {criterion: {value, baseline, passes}, "trusted"}}, "rules": ...}``
-    (the report's view of a :class:`~SaliencyTrustLib.criteria.Scorecard`)."""
-    table: Dict[str, Any] = {"methods": {}, "rules": {}}
-    for row in card.rows:
-        entry = table["methods"].setdefault(row.method, {})
-        entry[row.criterion] = {"value": row.value, "baseline": row.baseline, "passes": row.passed,
-                                "baseline_name": row.baseline_name, "value_name": row.value_name}
-        table["rules"][row.criterion] = row.rule
-    for method, entry in table["methods"].items():
-        entry["trusted"] = bool(card.passes_all(method))
-    return table
-
-
 def _gallery(root: Path, plan, methods: List[str], records) -> List[Dict[str, Any]]:
     items = []
     for study in plan.gallery:
-        image = Path("inputs") / f"{study}.image.npy"
+        image = Path("inputs") / f"{_safe_name(study)}.image.npy"
         if not (root / image).exists():
             continue
-        mask = Path("inputs") / f"{study}.mask.npy"
+        mask = Path("inputs") / f"{_safe_name(study)}.mask.npy"
         maps = {m: map_relpath(Unit(study, m, ORIGINAL)) for m in methods if Unit(study, m, ORIGINAL) in records}
         final = plan.cascade_states[-1] if plan.cascade_states else None
         randomized = {m: map_relpath(Unit(study, m, final)) for m in methods if final and Unit(study, m, final) in records}
@@ -280,7 +296,16 @@ def _gallery(root: Path, plan, methods: List[str], records) -> List[Dict[str, An
     return items
 
 
-def _write_outputs(root: Path, results: Dict[str, Any], records, card) -> None:
+def _method_settings(method) -> Dict[str, Any]:
+    """The resolved settings of a method object (for the report and the fingerprint)."""
+    for attribute in ("settings", "params"):
+        value = getattr(method, attribute, None)
+        if isinstance(value, dict):
+            return {k: v for k, v in value.items() if isinstance(v, (int, float, str, bool, type(None), list, tuple))}
+    return {}
+
+
+def _write_outputs(root: Path, results: Dict[str, Any], card) -> None:
     write_json_atomic(root / "results.json", results)
     tmp = root / ".units.csv.tmp"
     with open(tmp, "w", newline="") as handle:

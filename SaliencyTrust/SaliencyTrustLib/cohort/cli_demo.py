@@ -84,7 +84,10 @@ def run(args: argparse.Namespace) -> int:
     """Synthetic cohort -> maps of every method -> four criteria -> report; print where and a summary."""
     from .cli_evaluate import configure_threads
     from .fingerprint import ConfigurationChangedError
-    from .settings import EvaluationSettings, ModelFiles
+    from ..io.errors import InputError
+    from ..model_spec import bundle_preprocessing
+    from ..preprocessing import Preprocessing
+    from .settings import EvaluationSettings, StudyModels
     from .sources import load_cohort
     from .summary import summary_text
 
@@ -92,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     bundle = Path(args.bundle) if args.bundle else default_bundle()
     try:
-        models = ModelFiles.from_bundle(str(bundle))
+        models = StudyModels.from_bundle(str(bundle))
     except ValueError as error:
         print(f"saliency-trust demo: {error}", file=sys.stderr)
         return 2
@@ -103,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     params = {} if args.paper_settings else {m: dict(p) for m, p in DEMO_METHOD_PARAMS.items() if m in methods}
     settings = EvaluationSettings(methods=methods, preset="paper", method_params=params, seed=args.seed,
-                                  batch_size=DEMO["batch_size"], sample_size=args.sample_size)
+                                  batch_size=DEMO["batch_size"], sample_size=args.sample_size,
+                                  preprocessing=Preprocessing(**bundle_preprocessing(bundle)))
     positives = sum(1 for s in cohort.studies if s.label == 1)
     print(f"[2/3] saliency maps of {len(methods)} methods on {positives} positive test images "
           f"(of {len(cohort.studies)}), models from {bundle / 'models'}", flush=True)
@@ -113,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         results = evaluate_cohort(cohort, models, settings, results_dir, restart=args.restart, device=args.device,
                                   progress=not args.no_progress)
-    except ConfigurationChangedError as error:
+    except (ConfigurationChangedError, InputError) as error:
         print(f"saliency-trust demo: {error}", file=sys.stderr)
         return 3
     if results is None:

@@ -5,6 +5,8 @@ Examples::
     saliency-trust evaluate --cohort synth/datalist.json --bundle MonaiBundle --out results/
     saliency-trust evaluate --cohort studies/ --ground-truth masks/ --labels labels.csv \\
         --model weights.pt --model-name densenet121 --methods gradient,gradcam --out results/
+    saliency-trust evaluate --cohort synth/ --model lab.pt --model-factory labnet.py:build \\
+        --model-kwargs '{"num_classes": 2}' --preprocessing study --intensity imagenet --out results/
     saliency-trust evaluate --cohort http://pacs:8042/dicom-web --ground-truth boxes.csv ...
     torchrun --nproc_per_node=4 -m SaliencyTrustLib evaluate ...     # one share per process
 
@@ -20,22 +22,11 @@ import os
 import sys
 from typing import Any, Dict
 
+from ..cli_options import add_model_arguments, add_preprocessing_arguments, models_from_args, preprocessing_from_args
+
 #: The study's eight methods (kept here as strings so ``--help`` does not import torch).
 PAPER_METHODS = "gradient,smoothgrad,integrated_gradients,smoothgrad_ig,gradcam,guided_backprop,guided_gradcam,xrai"
 CRITERIA = "localization,randomization,repeatability,reproducibility"
-
-
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("models")
-    group.add_argument("--bundle", help="MONAI bundle folder: models/model.pt (+ model_replicate.pt, model_second_arch.pt)")
-    group.add_argument("--model", help="weights of the trained model (state dict or bundle checkpoint)")
-    group.add_argument("--model-name", help="its architecture (densenet_small, resnet_small, densenet121); "
-                                            "default: stored in the file")
-    group.add_argument("--replicate", help="weights of a second model of the same architecture trained apart "
-                                           "(repeatability)")
-    group.add_argument("--replicate-name", help="its architecture")
-    group.add_argument("--second-arch", help="weights of a model of another architecture (reproducibility)")
-    group.add_argument("--second-arch-name", help="its architecture")
 
 
 def add_setting_arguments(parser: argparse.ArgumentParser, defaults: Dict[str, Any] | None = None) -> None:
@@ -52,11 +43,10 @@ def add_setting_arguments(parser: argparse.ArgumentParser, defaults: Dict[str, A
                        help="studies per batch (default %(default)s)")
     group.add_argument("--sample-size", type=int, default=defaults.get("sample_size", 100),
                        help="positive studies in the randomization/repeatability/reproducibility sample (default %(default)s)")
-    group.add_argument("--input-size", type=int, default=None,
-                       help="model input edge, pixels (default: 224 for a 2D model, 64 for a 3D model)")
     group.add_argument("--granularity", default="blocks", choices=("blocks", "layers"),
                        help="cascading randomization steps (default blocks)")
-    group.add_argument("--bn-policy", default="reset", help="how BatchNorm layers are randomized (default reset)")
+    group.add_argument("--bn-policy", default="reset", choices=("reset", "keep", "randomize_affine"),
+                       help="how BatchNorm layers are randomized (default reset)")
     group.add_argument("--ssim-data-range", type=float, default=2.0,
                        help="SSIM data_range; the study silently used 2 for maps in [0, 1] (default 2)")
     group.add_argument("--n-pairs", type=int, default=50, help="pairs per image, different-image baseline (default 50)")
@@ -86,6 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", help="datalist split to evaluate (default test)")
     parser.add_argument("--out", required=True, help="results folder (created; re-use it to resume)")
     add_model_arguments(parser)
+    add_preprocessing_arguments(parser)
     add_setting_arguments(parser)
     add_run_arguments(parser)
 
@@ -107,9 +98,9 @@ def parse_method_params(items) -> Dict[str, Dict[str, Any]]:
 
 
 def settings_from_args(args: argparse.Namespace, extra_params: Dict[str, Dict[str, Any]] | None = None,
-                       input_size: int | None = None):
-    """The settings the arguments give; ``input_size`` is used when ``--input-size`` was not
-    given (else 224)."""
+                       preprocessing=None):
+    """The settings the arguments give (``preprocessing``: see
+    :func:`SaliencyTrustLib.cli_options.preprocessing_from_args`)."""
     from .settings import EvaluationSettings
 
     params = {k: dict(v) for k, v in (extra_params or {}).items()}
@@ -119,32 +110,18 @@ def settings_from_args(args: argparse.Namespace, extra_params: Dict[str, Dict[st
     unknown = sorted(set(params) - set(methods))
     if unknown:
         raise ValueError(f"--method-param names methods not in --methods: {unknown}.")
+    from ..saliency import available_methods
+
+    wrong = sorted(set(methods) - set(available_methods()))
+    if wrong:
+        raise ValueError(f"--methods: unknown method(s) {wrong}; choose among {available_methods()}.")
     return EvaluationSettings(
         methods=methods, preset=args.preset, method_params={m: params[m] for m in sorted(params)},
         criteria=tuple(c.strip() for c in args.criteria.split(",") if c.strip()), seed=args.seed,
         batch_size=args.batch_size, sample_size=args.sample_size,
-        input_size=args.input_size or input_size or 224,
+        preprocessing=preprocessing if preprocessing is not None else preprocessing_from_args(args),
         cascade_granularity=args.granularity, bn_policy=args.bn_policy, ssim_data_range=args.ssim_data_range,
         n_pairs=args.n_pairs, max_studies=args.max_studies)
-
-
-def models_from_args(args: argparse.Namespace):
-    from .settings import ModelFiles
-
-    if args.bundle and not args.model:
-        files = ModelFiles.from_bundle(args.bundle)
-    elif args.model:
-        files = ModelFiles(original=args.model)
-    else:
-        raise ValueError("give the model: --bundle BUNDLE_DIR or --model WEIGHTS.")
-    if args.replicate:
-        files.replicate = args.replicate
-    if args.second_arch:
-        files.second_arch = args.second_arch
-    files.original_name = args.model_name or files.original_name
-    files.replicate_name = args.replicate_name or files.replicate_name
-    files.second_arch_name = args.second_arch_name or files.second_arch_name
-    return files
 
 
 def configure_threads(threads: int | None) -> None:
@@ -158,9 +135,9 @@ def configure_threads(threads: int | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate; print the report's path and a one-screen summary (rank 0)."""
+    """Evaluate; print the report's path and a one-screen summary (rank 0). Every bad input is one
+    line on stderr and a non-zero exit."""
     from ..io.errors import InputError
-    from . import engines
     from .fingerprint import ConfigurationChangedError
     from .runner import evaluate_cohort
     from .sources import load_cohort
@@ -168,8 +145,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         models = models_from_args(args)
-        settings = settings_from_args(args, input_size=None if args.input_size else
-                                      engines.default_input_size(models.original))
+        settings = settings_from_args(args)
         cohort = load_cohort(args.cohort, ground_truth=args.ground_truth, labels=args.labels, split=args.split)
     except (ValueError, FileNotFoundError) as error:
         print(f"saliency-trust evaluate: {error}", file=sys.stderr)
@@ -189,4 +165,4 @@ def run(args: argparse.Namespace) -> int:
 
         report = write_report(args.out, results)
     print(summary_text(results, args.out, report))
-    return 0
+    return 0 if results["cohort"]["n_units_stored"] else 4

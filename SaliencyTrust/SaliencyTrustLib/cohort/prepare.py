@@ -1,46 +1,58 @@
-"""Reading one study into model input: image ``(1, S, S)`` (2D model) or ``(1, S, S, S)`` (3D
-model) in [0, 1] and its mask on the same grid.
+"""Reading one study into model input with the study's :class:`~SaliencyTrustLib.preprocessing.Preprocessing`.
 
 The image is read with :func:`SaliencyTrustLib.io.read_image` (DICOM file/series folder, NIfTI,
 NRRD; a ``dicomweb:<uid>`` study is first retrieved into a cache folder; a ``.npy`` array ``(J, I)``
-or ``(K, J, I)`` is taken as is), scaled to [0, 1] like :mod:`SaliencyTrustLib.transforms` does for
-the bundle's models, and resampled to ``input_size`` per axis (bilinear / trilinear; the mask
-nearest-neighbour), so that maps, masks and inputs share one grid, axes ``(J, I)`` for a
-radiograph and ``(K, J, I)`` for a volume. A 2D model takes single-slice images, a 3D model
-volumes; the other kind is refused with the reason.
+or ``(K, J, I)`` is taken as is; an :class:`~SaliencyTrustLib.image.ImageVolume` is used as given),
+then oriented, framed, resampled and scaled by the preprocessing into ``(C, *model grid)``; the
+ground truth goes through the same geometric steps (nearest neighbour), so maps, masks and inputs
+share the model grid. The :class:`~SaliencyTrustLib.preprocessing.Geometry` is kept so maps go
+back onto the image's own grid.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
+from ..preprocessing import Geometry, Preprocessing
 from .sources import Cohort, StudyRef
 
 
 @dataclass
 class PreparedStudy:
-    """A study ready for the model: ``image`` ``(1, S, S)`` or ``(1, S, S, S)`` float32 in [0, 1];
-    ``mask`` ``(S, S)`` or ``(S, S, S)`` bool (None without ground truth); ``original_shape`` the
-    ``(K, J, I)`` shape read."""
+    """A study ready for the model.
+
+    Attributes:
+        image: ``(C, *model grid)`` float32 network input.
+        mask: bool ``model grid`` (None without ground truth).
+        geometry: how the image grid maps to the model grid (inverted for native maps).
+        header: the image read, with its array dropped (geometry for writing native maps).
+    """
 
     study_id: str
     image: np.ndarray
     mask: Optional[np.ndarray]
-    original_shape: tuple
+    geometry: Geometry
+    header: Any
+
+    @property
+    def original_shape(self) -> tuple:
+        return self.geometry.native_shape
 
 
-def _read_volume(path: str):
-    if str(path).endswith(".npy"):  # a bare (J, I) or (K, J, I) array: benchmarks, pre-processed cohorts
-        from ..image import ImageVolume
+def _read_volume(source: Any):
+    from ..image import ImageVolume
 
-        return ImageVolume(np.load(path), metadata={"source_path": str(path)})
+    if isinstance(source, ImageVolume):
+        return source
+    if str(source).endswith(".npy"):  # a bare (J, I) or (K, J, I) array: benchmarks, pre-processed cohorts
+        return ImageVolume(np.load(source), metadata={"source_path": str(source)})
     from ..io import read_image
 
-    return read_image(path)
+    return read_image(source)
 
 
 def _fetch_dicomweb(cohort: Cohort, uid: str, cache_dir: Path) -> str:
@@ -64,83 +76,69 @@ def _fetch_dicomweb(cohort: Cohort, uid: str, cache_dir: Path) -> str:
     return str(series[0] if len(series) == 1 else target)
 
 
-def _scale01(array: np.ndarray) -> np.ndarray:
-    """Intensity scaling of the bundle's models (min-max to [0, 1]; NaN refused)."""
-    from ..transforms import scale_intensity
-
-    return np.asarray(scale_intensity(array), dtype=np.float32)
-
-
-def _resize(array: np.ndarray, size: int, mode: str) -> np.ndarray:
-    """``array`` (2D or 3D) resampled to ``size`` per axis: ``mode`` ``"linear"`` (bilinear /
-    trilinear, for images) or ``"nearest"`` (for masks)."""
-    target = (size,) * array.ndim
-    if array.shape == target:
-        return array
-    import torch
-    import torch.nn.functional as F
-
-    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
-    if mode == "linear":
-        mode, kwargs = ("bilinear" if array.ndim == 2 else "trilinear"), {"align_corners": False}
-    else:
-        kwargs = {}
-    return F.interpolate(tensor, size=target, mode=mode, **kwargs)[0, 0].numpy()
-
-
 def _boxes_mask(boxes, shape) -> np.ndarray:
     from ..io import boxes_to_mask
 
     return np.asarray(boxes_to_mask(boxes, shape), dtype=bool).reshape(shape)
 
 
-def prepare_study(study: StudyRef, cohort: Cohort, input_size: int, cache_dir: Path,
+def _ground_truth(study: StudyRef, volume, spatial_dims: int) -> Optional[np.ndarray]:
+    """The study's ground truth as bool ``(K, J, I)`` on the image grid (None without)."""
+    if study.ground_truth is not None:
+        if isinstance(study.ground_truth, np.ndarray):
+            gt, name = study.ground_truth, "the ground-truth array"
+        elif str(study.ground_truth).endswith(".npy"):
+            gt, name = np.asarray(_read_volume(study.ground_truth).array) > 0, study.ground_truth
+        else:
+            from ..io import read_ground_truth
+
+            gt, name = np.asarray(read_ground_truth(study.ground_truth, volume)), study.ground_truth
+        if gt.size != int(np.prod(volume.shape)):
+            raise ValueError(f"{name}: ground truth of shape {gt.shape} does not match the image "
+                             f"{volume.shape}; resample it onto the image grid.")
+        return gt.reshape(volume.shape).astype(bool)
+    if study.boxes:
+        if spatial_dims == 3:
+            raise ValueError(f"{study.study_id}: boxes outline a 2D image; give a volume its mask "
+                             "(NIfTI, NRRD or DICOM SEG).")
+        return _boxes_mask(study.boxes, volume.shape[1:])[None]
+    return None
+
+
+def prepare_study(study: StudyRef, cohort: Cohort, preprocessing: Preprocessing, cache_dir: Path,
                   spatial_dims: int = 2) -> PreparedStudy:
-    """Read, scale and resample one study for a ``spatial_dims``-D model (raises on any problem:
-    the runner reports and skips it).
+    """Read and preprocess one study for a ``spatial_dims``-D model (raises on any problem: the
+    runner reports and skips it).
 
     Raises:
         ValueError / InputError / OSError: unreadable image or ground truth, a volume given to a
             2D model or a single slice to a 3D model, ground truth on another grid, boxes on a
             volume.
     """
-    image_path = study.image
-    if image_path.startswith("dicomweb:"):
-        image_path = _fetch_dicomweb(cohort, image_path.split(":", 1)[1], cache_dir)
-    volume = _read_volume(image_path)
-    if spatial_dims == 2 and volume.shape[0] != 1:
-        raise ValueError(f"{image_path}: a {volume.shape[0]}-slice volume; the model is 2D "
-                         "(evaluate radiographs or single slices, or give a 3D model).")
-    if spatial_dims == 3 and volume.shape[0] == 1:
-        raise ValueError(f"{image_path}: a single-slice image; the model is 3D (it takes volumes).")
-    pixels = np.asarray(volume.array[0] if spatial_dims == 2 else volume.array)
-    image = _resize(_scale01(pixels), input_size, "linear")
-    mask = None
-    if study.ground_truth:
-        from ..io import read_ground_truth
-
-        if study.ground_truth.endswith(".npy"):
-            gt = np.asarray(_read_volume(study.ground_truth).array) > 0
-        else:
-            gt = np.asarray(read_ground_truth(study.ground_truth, volume))
-        if gt.shape != volume.shape:
-            raise ValueError(f"{study.ground_truth}: ground truth of shape {gt.shape} does not match the "
-                             f"image {volume.shape}; resample it onto the image grid.")
-        gt = gt.reshape(volume.shape).astype(bool)
-        mask = gt[0] if spatial_dims == 2 else gt
-    elif study.boxes:
-        if spatial_dims == 3:
-            raise ValueError(f"{image_path}: boxes outline a 2D image; give a volume its mask "
-                             "(NIfTI, NRRD or DICOM SEG).")
-        mask = _boxes_mask(study.boxes, volume.shape[1:])
-    if mask is not None:
-        mask = _resize(mask.astype(np.float32), input_size, "nearest") > 0.5
-    return PreparedStudy(study.study_id, image[None].astype(np.float32), mask, tuple(volume.shape))
+    source = study.image
+    if isinstance(source, str) and source.startswith("dicomweb:"):
+        source = _fetch_dicomweb(cohort, source.split(":", 1)[1], cache_dir)
+    volume = _read_volume(source)
+    try:
+        image, geometry = preprocessing.image_to_model(volume, spatial_dims)
+    except ValueError as error:
+        raise ValueError(f"{source if isinstance(source, str) else study.study_id}: {error}") from None
+    gt = _ground_truth(study, volume, spatial_dims)
+    mask = None if gt is None else preprocessing.mask_to_model(gt, geometry)
+    return PreparedStudy(study.study_id, image, mask, geometry, _header(volume))
 
 
-def read_mask_only(path: str, input_size: int, spatial_dims: int = 2) -> np.ndarray:
-    """A ground-truth file alone (training masks of the average-mask baseline), ``(S,) *
-    spatial_dims`` bool."""
+def _header(volume):
+    """``volume``'s geometry and metadata without its voxels (kept for writing native maps)."""
+    from ..image import ImageVolume
+
+    return ImageVolume(np.zeros((1, 1, 1), np.uint8), volume.spacing, volume.origin, volume.direction,
+                       dict(volume.metadata))
+
+
+def read_mask_only(path: str, preprocessing: Preprocessing, spatial_dims: int = 2) -> np.ndarray:
+    """A ground-truth file alone (training masks of the average-mask baseline), bool on the model
+    grid, through the same orientation and geometry steps as an image."""
     volume = _read_volume(path)
-    mask = np.asarray(volume.array[0] if spatial_dims == 2 else volume.array) > 0
-    return _resize(mask.astype(np.float32), input_size, "nearest") > 0.5
+    geometry = preprocessing.geometry(volume, spatial_dims)
+    return preprocessing.mask_to_model(np.asarray(volume.array) > 0, geometry)

@@ -1,7 +1,11 @@
-"""The parameters of a cohort evaluation (every one that changes a number) and the model files.
+"""The parameters of a trust study (every one that changes a number) and its models.
 
 :class:`EvaluationSettings` is a plain dataclass of plain types, so a bundle config can build it with
-``_target_`` and the results store can fingerprint it (:mod:`.fingerprint`).
+``_target_`` and the results store can fingerprint it (:mod:`.fingerprint`). Every front end (the
+CLI's ``evaluate`` / ``saliency`` / ``demo``, the bundle's ``trust.json``, the Slicer module and the
+API) fills one and calls the same pipeline (:func:`SaliencyTrustLib.cohort.evaluate_cohort`); where
+one image must be judged differently from a cohort, the difference is one of the named settings
+below, recorded in the results and the scorecard.
 """
 
 from __future__ import annotations
@@ -9,12 +13,22 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
+from ..preprocessing import Preprocessing
+
 #: The four criteria of Arun et al. 2021.
 CRITERIA = ("localization", "randomization", "repeatability", "reproducibility")
 
 #: The study's eight methods, in the paper's order.
 PAPER_METHODS = ("gradient", "smoothgrad", "integrated_gradients", "smoothgrad_ig", "gradcam",
                  "guided_backprop", "guided_gradcam", "xrai")
+
+#: Named choices (setting -> allowed values; the first is the default).
+CHOICES: Dict[str, Tuple[str, ...]] = {
+    "study_selection": ("positive", "all"),
+    "localization_baseline": ("average_mask", "randomized_model"),
+    "consistency_target": ("own_prediction", "original_prediction"),
+    "postprocess": ("paper", "abs_sum"),
+}
 
 
 @dataclass
@@ -31,13 +45,25 @@ class EvaluationSettings:
         batch_size: studies per computed batch (a fixed grouping, see :mod:`.units`).
         sample_size: positive studies in the randomization / repeatability / reproducibility
             sample (the study: 100); localization uses every positive study.
-        input_size: model input edge in pixels (images are resampled to it; maps are on this grid).
+        preprocessing: how an image becomes the model input
+            (:class:`SaliencyTrustLib.preprocessing.Preprocessing` or its dict); maps and masks are
+            compared on the model grid, maps are also written back on each image's own grid.
         cascade_granularity: ``"blocks"`` or ``"layers"``
             (:func:`SaliencyTrustLib.criteria.cascading_randomization`).
         bn_policy: what randomizing a BatchNorm layer means (``"reset"`` ...).
         ssim_data_range: SSIM ``data_range`` (the study silently used 2 for maps in [0, 1]).
         n_pairs: image pairs per image of the different-image baseline (the study: 50).
         max_studies: evaluate only the first N positive studies (sorted by id); None = all.
+        study_selection: ``"positive"`` (the study: label 1, or unlabeled with ground truth) or
+            ``"all"`` (every given image; one image in Slicer, ``saliency-trust saliency``).
+        localization_baseline: the AUPRC baseline that decides criterion 1: ``"average_mask"``
+            (the study: the mean training mask; leave-one-out over the evaluated masks without a
+            training split) or ``"randomized_model"`` (the same method on the fully randomized
+            model; for a single image, where no mean mask exists).
+        target_class: the class explained for every model; None = each model's predicted class.
+        consistency_target: the class the replicate / second architecture explain:
+            ``"own_prediction"`` (each model its own, as the study) or ``"original_prediction"``.
+        postprocess: map post-processing (``"paper"``: abs, sum, clip 99th percentile, [0, 1]).
     """
 
     methods: Tuple[str, ...] = PAPER_METHODS
@@ -47,14 +73,24 @@ class EvaluationSettings:
     seed: int = 0
     batch_size: int = 8
     sample_size: int = 100
-    input_size: int = 224
+    preprocessing: Any = field(default_factory=Preprocessing)
     cascade_granularity: str = "blocks"
     bn_policy: str = "reset"
     ssim_data_range: float = 2.0
     n_pairs: int = 50
     max_studies: Optional[int] = None
+    study_selection: str = "positive"
+    localization_baseline: str = "average_mask"
+    target_class: Optional[int] = None
+    consistency_target: str = "own_prediction"
+    postprocess: str = "paper"
 
     def __post_init__(self) -> None:
+        if isinstance(self.preprocessing, dict):
+            self.preprocessing = Preprocessing(**self.preprocessing)
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}.")
         self.methods = tuple(self.methods)
         self.criteria = tuple(self.criteria)
         unknown = sorted(set(self.criteria) - set(CRITERIA))
@@ -65,7 +101,7 @@ class EvaluationSettings:
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods repeat: {list(self.methods)}.")
         for name, value in (("batch_size", self.batch_size), ("sample_size", self.sample_size),
-                            ("input_size", self.input_size), ("n_pairs", self.n_pairs)):
+                            ("n_pairs", self.n_pairs)):
             if int(value) < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}.")
 
@@ -73,29 +109,41 @@ class EvaluationSettings:
         """Plain-JSON form (tuples as lists)."""
         out = asdict(self)
         out["methods"], out["criteria"] = list(self.methods), list(self.criteria)
+        out["preprocessing"] = self.preprocessing.to_dict()
         return out
 
 
 @dataclass
-class ModelFiles:
-    """Weight files (or bundle folders) of the model states, with optional architecture names.
+class StudyModels:
+    """The models of a study: each a :class:`~SaliencyTrustLib.model_spec.ModelSpec`, a path
+    (weights, TorchScript or a bundle folder; built-in architecture from the checkpoint), or a
+    ``torch.nn.Module`` already in memory.
 
     ``original`` is required; ``replicate`` (same architecture, trained apart) enables the
     repeatability criterion and ``second_arch`` (another architecture) reproducibility.
     """
 
-    original: str
-    replicate: Optional[str] = None
-    second_arch: Optional[str] = None
-    original_name: Optional[str] = None
-    replicate_name: Optional[str] = None
-    second_arch_name: Optional[str] = None
+    original: Any
+    replicate: Any = None
+    second_arch: Any = None
+
+    def __post_init__(self) -> None:
+        from ..model_spec import ModelSpec
+
+        for state in ("original", "replicate", "second_arch"):
+            value = getattr(self, state)
+            if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
+                setattr(self, state, ModelSpec(path=str(value)))
+        if self.original is None:
+            raise ValueError("StudyModels: the original model is required.")
 
     @classmethod
-    def from_bundle(cls, bundle_dir: str) -> "ModelFiles":
-        """The bundle's three weight files (``models/model.pt``, ``model_replicate.pt``,
-        ``model_second_arch.pt``); the last two only when present."""
+    def from_bundle(cls, bundle_dir: str) -> "StudyModels":
+        """The bundle's models: the bundle itself (``network_def`` + ``models/model.pt``), and
+        ``models/model_replicate.pt`` / ``models/model_second_arch.pt`` when present."""
         from pathlib import Path
+
+        from ..model_spec import ModelSpec
 
         models = Path(bundle_dir) / "models"
         if not (models / "model.pt").is_file():
@@ -103,6 +151,6 @@ class ModelFiles:
 
             raise InputError(models / "model.pt", "the bundle has no trained model.",
                              "train it (MonaiBundle/configs/train.json) or pass --model WEIGHTS.")
-        optional = {name: str(models / f"model_{name}.pt") for name in ("replicate", "second_arch")
+        optional = {name: ModelSpec(path=str(models / f"model_{name}.pt")) for name in ("replicate", "second_arch")
                     if (models / f"model_{name}.pt").is_file()}
-        return cls(original=str(models / "model.pt"), **optional)
+        return cls(original=ModelSpec(path=str(bundle_dir)), **optional)

@@ -22,7 +22,7 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 PathLike = Union[str, Path]
 
@@ -35,8 +35,10 @@ class StudyRef:
 
     Attributes:
         study_id: unique id (datalist ``case_id``, folder name or StudyInstanceUID).
-        image: file or folder path, or ``"dicomweb:<StudyInstanceUID>"``.
-        ground_truth: mask file path (any format the io readers take), or None.
+        image: file or folder path, ``"dicomweb:<StudyInstanceUID>"``, or an
+            :class:`~SaliencyTrustLib.image.ImageVolume` in memory (the Slicer module, the API).
+        ground_truth: mask file path (any format the io readers take), a bool ``(K, J, I)`` array
+            on the image grid, or None.
         boxes: ``((x, y, width, height), ...)`` pixel boxes (x = column), or None.
         label: 1 abnormal / 0 normal, or None when unknown.
         aliases: other ids the ground truth and labels may use (a PACS study's PatientID and
@@ -44,8 +46,8 @@ class StudyRef:
     """
 
     study_id: str
-    image: str
-    ground_truth: Optional[str] = None
+    image: Any
+    ground_truth: Any = None
     boxes: Optional[Tuple[Tuple[float, float, float, float], ...]] = None
     label: Optional[int] = None
     aliases: Tuple[str, ...] = ()
@@ -59,12 +61,15 @@ class Cohort:
         studies: the evaluated split (e.g. ``test``), in input order.
         training_masks: ground-truth files of the training split's positives (may be empty: the
             average-mask baseline then uses the evaluated studies themselves, leave-one-out).
+        reference_studies: other images whose maps (trained model only) join the different-image
+            baseline (the Slicer module's "baseline images"); never scored themselves.
         source: a one-line description for the report.
         dicomweb_url: the service to pull ``dicomweb:`` studies from.
     """
 
     studies: List[StudyRef]
     training_masks: List[str] = field(default_factory=list)
+    reference_studies: List[StudyRef] = field(default_factory=list)
     source: str = ""
     dicomweb_url: Optional[str] = None
 
@@ -221,6 +226,10 @@ def load_cohort(cohort: str, ground_truth: Optional[PathLike] = None, labels: Op
     return result
 
 
+def has_ground_truth(study: StudyRef) -> bool:
+    return study.ground_truth is not None or bool(study.boxes)
+
+
 def select_positive(studies: Sequence[StudyRef]) -> List[StudyRef]:
     """The studies the protocol explains: label 1, or unlabeled studies that have ground truth."""
-    return [s for s in studies if s.label == 1 or (s.label is None and (s.ground_truth or s.boxes))]
+    return [s for s in studies if s.label == 1 or (s.label is None and has_ground_truth(s))]

@@ -17,17 +17,20 @@ def summary_text(results: Dict[str, Any], out_dir, report: Optional[Path] = None
              f"{results['settings']['preset']}, SSIM data_range {results['ssim_data_range']}."]
     header = f"{'method':<22}" + "".join(f"{_SHORT[c] + ' (value/base)':>25}" for c in criteria) + f"{'trusted':>9}"
     lines += [header, "-" * len(header)]
-    for method, row in results["scorecard"]["methods"].items():
+    from ..criteria import Scorecard
+
+    card = Scorecard.from_dict(results["scorecard"])
+    for method in card.methods:
         cells = []
         for c in criteria:
-            entry = row.get(c)
-            if not entry or entry["value"] is None:
+            entry = card.get(method, c)
+            if entry is None or entry.value is None:
                 cells.append(f"{'n/a':>25}")
                 continue
-            mark = "?" if entry["passes"] is None else ("PASS" if entry["passes"] else "fail")
-            base = "n/a" if entry["baseline"] is None else f"{entry['baseline']:.3f}"
-            cells.append(f"{entry['value']:>10.3f}/{base:<6} {mark:>5}  ")
-        lines.append(f"{method:<22}" + "".join(cells) + f"{'yes' if row['trusted'] else 'no':>9}")
+            mark = "?" if entry.passed is None else ("PASS" if entry.passed else "fail")
+            base = "n/a" if entry.baseline is None else f"{entry.baseline:.3f}"
+            cells.append(f"{entry.value:>10.3f}/{base:<6} {mark:>5}  ")
+        lines.append(f"{method:<22}" + "".join(cells) + f"{'yes' if card.passes_all(method) else 'no':>9}")
     failures = results.get("failures") or {}
     if failures:
         lines.append(f"{len(failures)} studies skipped (see the report): " + ", ".join(list(failures)[:5])

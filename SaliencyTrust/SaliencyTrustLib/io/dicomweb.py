@@ -30,6 +30,17 @@ INSTANCE_FIELDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "S
                    "InstanceNumber")
 
 
+
+def mask_url(text: Optional[str]) -> Optional[str]:
+    """``text`` (a URL, or a sentence holding one) with every ``user:password@`` password replaced
+    by ``***`` (for messages, logs and result files)."""
+    if not text:
+        return text
+    import re
+
+    return re.sub(r"(://[^/\s:@]*):[^/\s@]*@", r"\1:***@", str(text))
+
+
 class DicomWebError(RuntimeError):
     """A DICOMweb request failed; the message names the server, the request and a fix."""
 

@@ -33,33 +33,41 @@ def _fmt(value: Optional[float], digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _card(results: Dict[str, Any]):
+    from ..criteria import Scorecard
+
+    return Scorecard.from_dict(results["scorecard"])
+
+
 def _scorecard_table(results: Dict[str, Any]) -> str:
-    card = results["scorecard"]
+    card = _card(results)
     criteria = [c for c in CRITERIA_ORDER if c in results.get("criteria", [])]
     head = "".join(f"<th>{CRITERIA_TITLES[c]}</th>" for c in criteria)
-    rows = []
-    for method, row in card["methods"].items():
+    rows, rules = [], {}
+    for method in card.methods:
         cells = []
         for c in criteria:
-            entry = row.get(c)
-            if not entry:
+            entry = card.get(method, c)
+            if entry is None:
                 cells.append('<td class="na">not evaluated</td>')
                 continue
-            passes = entry["passes"]
+            rules[c] = entry.rule
+            passes = entry.passed
             css = "na" if passes is None else ("pass" if passes else "fail")
             mark = "?" if passes is None else ("&#10003; pass" if passes else "&#10007; fail")
-            op = {"localization": "vs", "randomization": "vs", "repeatability": "vs", "reproducibility": "vs"}[c]
-            cells.append(f'<td class="{css}">{mark}<br>{_fmt(entry["value"])} {op} {_fmt(entry["baseline"])}</td>')
-        trusted = '<td class="pass">yes</td>' if row["trusted"] else '<td class="fail">no</td>'
+            cells.append(f'<td class="{css}" title="{html.escape(entry.baseline_name)}">{mark}<br>'
+                         f'{_fmt(entry.value)} vs {_fmt(entry.baseline)}</td>')
+        trusted = '<td class="pass">yes</td>' if card.passes_all(method) else '<td class="fail">no</td>'
         rows.append(f"<tr><th>{html.escape(method)}</th>{''.join(cells)}{trusted}</tr>")
-    rules = "".join(f"<li><b>{c}</b>: {html.escape(card['rules'][c])}</li>" for c in criteria)
+    rule_items = "".join(f"<li><b>{c}</b>: {html.escape(rules[c])}</li>" for c in criteria if c in rules)
     return (f"<table id=\"scorecard\"><tr><th>method</th>{head}<th>trusted on every criterion</th></tr>"
-            f"{''.join(rows)}</table><ul class=\"sub\">{rules}</ul>")
+            f"{''.join(rows)}</table><ul class=\"sub\">{rule_items}</ul>")
 
 
 def _verdict(results: Dict[str, Any]) -> str:
-    card = results["scorecard"]["methods"]
-    trusted = [m for m, row in card.items() if row["trusted"]]
+    scorecard = _card(results)
+    card = {m: None for m in scorecard.methods}
+    trusted = [m for m in scorecard.methods if scorecard.passes_all(m)]
     criteria = [c for c in CRITERIA_ORDER if c in results.get("criteria", [])]
     if trusted:
         text = f"{len(trusted)} of {len(card)} methods pass every evaluated criterion: {', '.join(trusted)}."

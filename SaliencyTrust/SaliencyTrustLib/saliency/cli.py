@@ -2,14 +2,16 @@
 
 Example::
 
-    saliency-trust saliency --image case.nii.gz --model MonaiBundle/models/model.pt \\
-        --method gradcam --out maps/
+    saliency-trust saliency --image case.nii.gz --model MonaiBundle --method gradcam --out maps/
+    saliency-trust saliency --image cr.dcm --model lab.ts --preprocessing study --method gradient --out maps/
 
-reads the image (DICOM file or series folder, NIfTI, NRRD; :func:`SaliencyTrustLib.io.read_image`),
-scales it to ``[0, 1]`` (the rule of :func:`SaliencyTrustLib.transforms.scale_intensity`, as the bundle),
-feeds it on its own grid (a radiograph ``K == 1`` as 2D ``(1, 1, J, I)``, a volume as 3D
-``(1, 1, K, J, I)``) and writes ``DIR/<stem>_<method>.nii.gz`` (the map on the image's geometry,
-LPS) and ``DIR/<stem>_<method>.npy`` (``(K, J, I)`` float32). ``add_arguments`` imports no torch.
+runs the one study pipeline (:func:`SaliencyTrustLib.cohort.evaluate_cohort`) on this image alone
+(``study_selection="all"``, no criterion): the image (DICOM file or series folder, NIfTI, NRRD) is
+read, oriented, resized and scaled by the study's preprocessing (the bundle's ``network_data_format``
+when the model is a bundle, else the defaults or the options), the map is computed on the model
+grid and written back on the image's own grid: ``DIR/<stem>_<method>.nii.gz`` (LPS geometry of the
+image) and ``DIR/<stem>_<method>.npy`` (``(K, J, I)`` float32); the run's store is kept in
+``DIR/.run_<stem>_<method>/``. ``add_arguments`` imports no torch.
 """
 
 from __future__ import annotations
@@ -20,18 +22,18 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..cli_options import ROLES, add_model_arguments, add_preprocessing_arguments
+
     parser.add_argument("--image", required=True, help="DICOM file / series folder, NIfTI, NRRD")
-    parser.add_argument("--model", required=True, help="weight file (state dict / bundle checkpoint) or bundle folder")
-    parser.add_argument("--network", default=None,
-                        help="architecture name for SaliencyTrustLib.networks (default: recorded in the checkpoint)")
-    parser.add_argument("--method", default="gradcam", help="saliency method (see --list)")
+    add_model_arguments(parser, roles=ROLES[:1], bundle=False)
+    add_preprocessing_arguments(parser)
+    parser.add_argument("--method", default="gradcam", help="saliency method")
     parser.add_argument("--target", type=int, default=None, help="class to explain (default: predicted)")
     parser.add_argument("--preset", default="paper", help="parameter preset: paper, captum or none")
     parser.add_argument("--postprocess", default="paper", help="paper (abs, sum, clip 99th pct, [0,1]) or abs_sum")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="method parameter, VALUE as JSON (e.g. --param n_steps=20); repeatable")
-    parser.add_argument("--num-classes", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--out", required=True, help="output folder")
 
 
@@ -48,48 +50,44 @@ def _params(items) -> dict:
     return params
 
 
-def _scale_intensity(array):
-    """Per-image min-max to [0, 1], constant -> zeros: the rule of
-    ``SaliencyTrustLib.transforms.scale_intensity`` (not imported: monai.transforms is slow to load)."""
-    import numpy as np
-
-    values = np.asarray(array, dtype=np.float32)
-    low, high = float(values.min()), float(values.max())
-    if not np.isfinite([low, high]).all():
-        raise SystemExit("the image holds NaN or infinite values; fix the source image.")
-    return np.zeros_like(values) if high <= low else (values - low) / (high - low)
-
-
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     import numpy as np
 
-    from ..image import ImageVolume
+    from ..cli_options import models_from_args, preprocessing_from_args
+    from ..cohort import Cohort, EvaluationSettings, StudyRef, evaluate_cohort
+    from ..cohort.runner import native_relpath
     from ..io import read_image
-    from ..io.nifti_write import write_nifti
-    from ..networks import load_classifier
-    from .api import compute_saliency
+    from ..io.errors import InputError
     from .postprocess import POSTPROCESSORS
 
     if args.postprocess == "none" or args.postprocess not in POSTPROCESSORS:
         raise SystemExit(f"--postprocess must be one of {sorted(set(POSTPROCESSORS) - {'none'})} "
                          "(a written map has one channel).")
     params = _params(args.param)
-    volume = read_image(args.image)
-    array = _scale_intensity(volume.array)
-    spatial_dims = 2 if array.shape[0] == 1 else 3
-    images = array[None] if spatial_dims == 2 else array[None, None]  # (1, 1, J, I) or (1, 1, K, J, I)
-    model = load_classifier(args.model, name=args.network, spatial_dims=spatial_dims,
-                            num_classes=args.num_classes, device=args.device)
-    maps, targets = compute_saliency(model, images, args.method, target=args.target, postprocess=args.postprocess,
-                                     preset=None if args.preset == "none" else args.preset, return_targets=True,
-                                     **params)
-    map_kji = np.asarray(maps[0], dtype=np.float32).reshape(array.shape)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     stem = Path(args.image).name.split(".")[0] or "image"
-    result = ImageVolume(map_kji, spacing=volume.spacing, origin=volume.origin, direction=volume.direction,
-                         metadata={"saliency_method": args.method, "target": int(targets[0])})
-    nifti = write_nifti(result, out / f"{stem}_{args.method}.nii.gz")
-    np.save(out / f"{stem}_{args.method}.npy", map_kji)
-    print(f"{args.method}: class {int(targets[0])}, map {map_kji.shape} (K, J, I) -> {nifti}")
+    out = Path(args.out)
+    try:
+        models = models_from_args(args)
+        settings = EvaluationSettings(
+            methods=(args.method,), preset=None if args.preset == "none" else args.preset,
+            method_params={args.method: params} if params else {}, criteria=(), batch_size=1, sample_size=1,
+            preprocessing=preprocessing_from_args(args), study_selection="all", target_class=args.target,
+            postprocess=args.postprocess)
+        cohort = Cohort([StudyRef(stem, str(args.image))], source=f"image {args.image}")
+        results = evaluate_cohort(cohort, models, settings, out / f".run_{stem}_{args.method}", restart=True,
+                                  device=args.device, progress=False)
+    except (InputError, ValueError, FileNotFoundError) as error:
+        print(f"saliency-trust saliency: {error}", file=sys.stderr)
+        return 2
+    if results["failures"]:
+        print(f"saliency-trust saliency: {next(iter(results['failures'].values()))}", file=sys.stderr)
+        return 3
+    native = read_image(out / f".run_{stem}_{args.method}" / native_relpath(stem, args.method))
+    nifti = out / f"{stem}_{args.method}.nii.gz"
+    (out / f".run_{stem}_{args.method}" / native_relpath(stem, args.method)).replace(nifti)
+    np.save(out / f"{stem}_{args.method}.npy", native.array.astype(np.float32))
+    target = int(results["predictions"][stem]["target"])
+    print(f"{args.method}: class {target}, map {native.array.shape} (K, J, I) -> {nifti}")
     return 0

@@ -70,6 +70,8 @@ STUDY_METHODS = ("gradient", "smoothgrad", "integrated_gradients", "smoothgrad_i
 CONTRACT_METHODS = STUDY_METHODS + ("occlusion", "gradcam_pp")
 
 CRITERIA = ("localization", "randomization", "repeatability", "reproducibility")
+#: Study id of the reviewed image in the pipeline's results (baseline images: ``baseline-NN``).
+INPUT_STUDY_ID = "input"
 
 #: Python requirements installed on the first Apply: (import name, pip requirement). torch is not
 #: here: it comes from the PyTorch extension (``PyTorchUtils``), which picks the CUDA build.
@@ -365,11 +367,11 @@ class SaliencyTrustWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _setRuleToolTips(self, result: "EvaluationResult") -> None:
         """Each row's rule as the tooltip of its cells (the rule column holds it too)."""
         model = self.ui.resultsTableView.tableModel()
-        for row, scorecardRow in enumerate(result.rows):
+        for row, scorecardRow in enumerate(result.scorecard.rows):
             for column in range(model.columnCount()):
                 item = model.item(row, column)
                 if item is not None:
-                    item.setToolTip(scorecardRow["rule"])
+                    item.setToolTip(scorecardRow.rule)
 
     def onExportButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
@@ -402,6 +404,11 @@ class EvaluationRequest:
         granularity, seed: cascading randomization settings.
         inputNodeID: MRML ID of the input volume (used only on the GUI thread).
         device: ``"auto"`` (CUDA when torch sees a GPU, else CPU), ``"cpu"`` or ``"cuda"``.
+        modelFactory, modelKwargs: ``"module:callable"`` building the network of a weight file,
+            and its keyword arguments (:class:`SaliencyTrustLib.model_spec.ModelSpec`).
+        preprocessing: a :class:`SaliencyTrustLib.preprocessing.Preprocessing`; None: the
+            bundle's ``network_data_format``, else the defaults.
+        workDirectory: the study pipeline's results folder (re-used: the same Apply resumes).
     """
 
     image: Any
@@ -415,23 +422,28 @@ class EvaluationRequest:
     seed: int = 0
     inputNodeID: str = ""
     device: str = "auto"
+    modelFactory: Optional[str] = None
+    modelKwargs: Optional[Dict[str, Any]] = None
+    preprocessing: Any = None
+    workDirectory: Optional[Path] = None
 
 
 @dataclasses.dataclass
 class EvaluationResult:
     """What an evaluation produced; arrays are ``(K, J, I)`` on the input grid.
 
-    ``rows`` are scorecard rows: ``{"method", "criterion", "value", "baseline", "passed",
-    "rule"}``. ``curves[method]`` is ``[(state_name, ssim), ...]`` of cascading randomization.
+    ``scorecard`` is the core's :class:`~SaliencyTrustLib.criteria.Scorecard` of the study (the
+    same type the CLI, bundle and report write); ``results`` the pipeline's ``results.json``
+    content; ``curves[method]`` is ``[(state_name, mean SSIM), ...]`` of cascading randomization.
     """
 
     request: EvaluationRequest
-    logits: Optional[np.ndarray] = None
-    probabilities: Optional[np.ndarray] = None
     predictedClass: Optional[int] = None
     targetClass: Optional[int] = None
+    probability: Optional[float] = None
     maps: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-    rows: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+    scorecard: Any = None
+    results: Dict[str, Any] = dataclasses.field(default_factory=dict)
     curves: Dict[str, List[Any]] = dataclasses.field(default_factory=dict)
     differentImageBaseline: Dict[str, float] = dataclasses.field(default_factory=dict)
     mapNodes: Dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -443,25 +455,10 @@ class EvaluationResult:
 
     def predictionText(self) -> str:
         """E.g. ``predicted class 1 (p = 0.943); explained class 1``."""
-        if self.probabilities is None:
+        if self.probability is None:
             return ""
-        return (f"predicted class {self.predictedClass} (p = {self.probabilities[self.predictedClass]:.3f}); "
+        return (f"predicted class {self.predictedClass} (p = {self.probability:.3f}); "
                 f"explained class {self.targetClass}")
-
-
-@dataclasses.dataclass
-class PreparedInput:
-    """A network input and what is needed to take maps back onto the image grid.
-
-    Attributes:
-        batch: ``(1, 1, *network grid)`` float tensor.
-        preprocessed: the preprocessed MetaTensor (channel-first, with its applied operations).
-        preprocessing: the MONAI ``Compose`` that produced it (inverted by ``invert_map``).
-    """
-
-    batch: Any
-    preprocessed: Any
-    preprocessing: Any
 
 
 @dataclasses.dataclass
@@ -816,8 +813,14 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
     def makeRequest(self, inputVolumeNode, modelPath, methods: Sequence[str], segmentationNode=None,
                     roiNodes: Sequence[Any] = (), baselineVolumeNodes: Sequence[Any] = (),
                     targetClass: Optional[int] = None, criteria: Sequence[str] = CRITERIA,
-                    granularity: str = "blocks", seed: int = 0, device: str = "auto") -> EvaluationRequest:
+                    granularity: str = "blocks", seed: int = 0, device: str = "auto",
+                    modelFactory: Optional[str] = None, modelKwargs: Optional[Dict[str, Any]] = None,
+                    preprocessing: Any = None, workDirectory: Optional[Path] = None) -> EvaluationRequest:
         """Validate the choices and convert the nodes to arrays (GUI thread).
+
+        ``modelFactory`` / ``modelKwargs`` / ``preprocessing`` describe a lab's own model (see
+        :class:`EvaluationRequest`); ``workDirectory`` defaults to a folder per input volume under
+        the temporary directory.
 
         Raises:
             ValueError: with the name of what is wrong and how to fix it.
@@ -847,19 +850,66 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
                                "ROI boxes, or untick the criterion."))
         baselineImages = [self.imageVolumeFromNode(n) for n in baselineVolumeNodes
                           if n is not None and n.GetID() != inputVolumeNode.GetID()]
+        if workDirectory is None:
+            import tempfile
+
+            safeID = "".join(c if c.isalnum() else "_" for c in inputVolumeNode.GetID())
+            workDirectory = Path(tempfile.gettempdir()) / "SaliencyTrust" / f"{os.getpid()}-{safeID}"
         return EvaluationRequest(image=image, groundTruth=groundTruth, baselineImages=baselineImages,
                                  modelPath=modelPath, methods=list(methods), targetClass=targetClass,
                                  criteria=list(criteria), granularity=granularity, seed=int(seed),
-                                 inputNodeID=inputVolumeNode.GetID(), device=device)
+                                 inputNodeID=inputVolumeNode.GetID(), device=device, modelFactory=modelFactory,
+                                 modelKwargs=modelKwargs, preprocessing=preprocessing,
+                                 workDirectory=Path(workDirectory))
 
     # ---------------------------------------------------------------- the computation (worker)
+
+    def studyInputs(self, request: EvaluationRequest, models: Optional[Dict[str, Any]] = None):
+        """The request as the core's study: ``(cohort, models, settings)`` for
+        :func:`SaliencyTrustLib.cohort.study_steps` (the one pipeline every front end calls).
+
+        One image is judged with two named settings that differ from a cohort run, recorded in the
+        scorecard: ``study_selection="all"`` (the image is evaluated whatever its label) and
+        ``localization_baseline="randomized_model"`` (no average training mask exists for one
+        image). Baseline images join the different-image baseline as reference studies.
+        """
+        from SaliencyTrustLib.cohort import Cohort, EvaluationSettings, StudyModels, StudyRef
+        from SaliencyTrustLib.model_spec import ModelSpec, bundle_preprocessing
+        from SaliencyTrustLib.preprocessing import Preprocessing
+
+        if models is not None:
+            studyModels = StudyModels(original=models["model"], replicate=models.get("replicate"),
+                                      second_arch=models.get("second"))
+            bundle = None
+        else:
+            path = Path(request.modelPath)
+            factory = {"factory": request.modelFactory, "kwargs": dict(request.modelKwargs or {})} \
+                if request.modelFactory else {}
+            if path.is_dir() and (path / "models" / "model.pt").is_file() and not factory:
+                studyModels = StudyModels.from_bundle(str(path))
+            else:
+                studyModels = StudyModels(original=ModelSpec(path=str(path), **factory))
+            bundle = path if path.is_dir() else (path.parent.parent if path.parent.name == "models" else None)
+        preprocessing = request.preprocessing or Preprocessing(**(bundle_preprocessing(bundle) if bundle else {}))
+        settings = EvaluationSettings(
+            methods=tuple(request.methods), criteria=tuple(request.criteria), seed=int(request.seed),
+            batch_size=1, sample_size=1, preprocessing=preprocessing, cascade_granularity=request.granularity,
+            study_selection="all", localization_baseline="randomized_model", target_class=request.targetClass)
+        study = StudyRef(INPUT_STUDY_ID, request.image, request.groundTruth,
+                         label=1 if request.groundTruth is not None else None)
+        references = [StudyRef(f"baseline-{index:02d}", image) for index, image in enumerate(request.baselineImages)]
+        cohort = Cohort([study], reference_studies=references,
+                        source=f"3D Slicer: {request.image.metadata.get('name', 'input volume')}")
+        return cohort, studyModels, settings
 
     def evaluationSteps(self, request: EvaluationRequest, result: EvaluationResult,
                         models: Optional[Dict[str, Any]] = None) -> Iterator[Step]:
         """The work as steps: the body runs in the worker (no MRML), ``Step.apply`` on the GUI thread.
 
-        Order: load models, predict, one map per method (each shown as it comes), cascading
-        randomization states, second models, then the scorecard table and plot.
+        The core's study pipeline computes everything (maps, cascade, second models, criteria,
+        scorecard) in ``request.workDirectory``; each map is shown as soon as it is written back on
+        the input's grid, the scorecard table and plot at the end. Stopping the iteration (Cancel)
+        keeps what is computed: the same Apply again resumes.
 
         Args:
             request: see :meth:`makeRequest`.
@@ -867,141 +917,85 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
             models: torch models already in memory (``model``, optional ``replicate`` and
                 ``second``) instead of loading ``request.modelPath``.
         """
+        from SaliencyTrustLib.cohort import study_steps
+        from SaliencyTrustLib.cohort.runner import native_relpath
+
         started = time.time()
-        scene_apply = self._applyOnGui
-        criteria = set(request.criteria)
-        if models is None:
-            models = yield from self._loadModels(request)
-        else:
-            self._inputSpatialShape = None
-            self._prepareModels(models, request)
-        model = models["model"]
-        prepared = self._toModelInput(request.image, model)
-        batch = prepared.batch
-        baselineBatches = [self._toModelInput(image, model).batch for image in request.baselineImages]
-
-        import torch
-
-        with torch.no_grad():
-            output = model(batch)
-            logits = output.detach().cpu().numpy()
-            result.probabilities = torch.softmax(output, dim=1).mean(dim=0).cpu().numpy()
-        meanLogits = logits.mean(axis=0)
-        result.logits = meanLogits
-        result.predictedClass = int(np.argmax(meanLogits))
-        result.targetClass = result.predictedClass if request.targetClass is None else int(request.targetClass)
-        if not 0 <= result.targetClass < meanLogits.shape[0]:
-            raise ValueError(f"target class {result.targetClass} is out of range: the model has "
-                             f"{meanLogits.shape[0]} classes")
-        target = result.targetClass
-        plan = self._plan(request)
-        done = 0
-        yield Step(self._fraction(done, plan), result.predictionText())
-
-        modelGridMaps: Dict[str, np.ndarray] = {}
-        for method in request.methods:
-            maps = self._saliency(model, batch, method, target)
-            modelGridMaps[method] = maps
-            result.maps[method] = self._toImageGrid(maps, prepared)
-            done += 1
-            yield Step(self._fraction(done, plan), f"{method}: map computed",
-                       scene_apply(self._applyMap, result, method))
-
-        if {"randomization", "repeatability", "reproducibility"} & criteria and baselineBatches:
+        cohort, studyModels, settings = self.studyInputs(request, models)
+        workDirectory = Path(request.workDirectory)
+        steps = study_steps(cohort, studyModels, settings, workDirectory, restart=True,
+                            device=self.resolveDevice(request.device))
+        yield Step(0.0, _("Loading the model(s)"))
+        results = None
+        while results is None:
+            try:
+                progress = next(steps)
+            except StopIteration as finished:
+                results = finished.value
+                break
             for method in request.methods:
-                others = [self._saliency(model, b, method, target) for b in baselineBatches]
-                result.differentImageBaseline[method] = self._differentImageBaseline(
-                    modelGridMaps[method], others, request.seed)
-                done += 1
-                yield Step(self._fraction(done, plan), f"{method}: different-image baseline")
-
-        randomizedMaps: Dict[str, np.ndarray] = {}
-        if "localization" in criteria:
-            from SaliencyTrustLib.criteria import fully_randomized
-
-            randomModel = fully_randomized(model, seed=request.seed, bn_policy="reset", example_input=batch)
-            for method in request.methods:
-                maps = self._saliency(randomModel, batch, method, target)
-                randomizedMaps[method] = self._toImageGrid(maps, prepared)
-                done += 1
-                yield Step(self._fraction(done, plan), f"{method}: map of the fully randomized model")
-            del randomModel
-
-        if "randomization" in criteria:
-            curves: Dict[str, List[Any]] = {method: [] for method in request.methods}
-            for state, randomizedModel in self._cascade(model, request):
-                for method in request.methods:
-                    if state == "original":  # the trained model: its maps are already computed
-                        curves[method].append((state, self._similarity(modelGridMaps[method],
-                                                                       modelGridMaps[method])))
-                        continue
-                    maps = self._saliency(randomizedModel, batch, method, target)
-                    curves[method].append((state, self._similarity(modelGridMaps[method], maps)))
-                    done += 1
-                    yield Step(self._fraction(done, plan), f"{method}: randomized down to {state}")
-            result.curves = curves
-
-        secondModels = {"repeatability": models.get("replicate"), "reproducibility": models.get("second")}
-        secondMaps: Dict[str, Dict[str, np.ndarray]] = {}
-        for criterion, other in secondModels.items():
-            if criterion not in criteria or other is None:
-                continue
-            otherPrepared = self._toModelInput(request.image, other)
-            otherBatch = otherPrepared.batch
-            secondMaps[criterion] = {"_prepared": otherPrepared}
-            for method in request.methods:
-                secondMaps[criterion][method] = self._saliency(other, otherBatch, method, target)
-                done += 1
-                yield Step(self._fraction(done, plan), f"{method}: {criterion} model's map")
-
-        result.rows = self._scorecardRows(request, result, modelGridMaps, randomizedMaps, secondMaps)
-        result.status = (f"{len(request.methods)} method(s), {len(result.rows)} criteria rows in "
+                path = workDirectory / native_relpath(INPUT_STUDY_ID, method)
+                if method not in result.maps and path.is_file():
+                    result.maps[method] = self._readNativeMap(path)
+                    yield Step(min(0.99, progress.done / max(progress.total, 1)), f"{method}: map computed",
+                               self._applyOnGui(self._applyMap, result, method))
+            yield Step(min(0.99, progress.done / max(progress.total, 1)), progress.message)
+        failure = results["failures"].get(INPUT_STUDY_ID)
+        if failure:
+            raise ValueError(f"{request.image.metadata.get('name', 'the input')}: {failure}")
+        self._readResults(result, results, workDirectory)
+        for method in results["methods"]:
+            if method not in result.mapNodes:
+                yield Step(0.99, f"{method}: map computed", self._applyOnGui(self._applyMap, result, method))
+        result.status = (f"{len(results['methods'])} method(s), {len(result.scorecard.rows)} criteria rows in "
                          f"{time.time() - started:.1f} s. " + self.verdictSummary(result))
-        yield Step(1.0, result.status, scene_apply(self._applyTables, result))
+        yield Step(1.0, result.status, self._applyOnGui(self._applyTables, result))
+
+    @staticmethod
+    def _readNativeMap(path: Path) -> np.ndarray:
+        from SaliencyTrustLib.io import read_image
+
+        return np.asarray(read_image(path).array, dtype=np.float32)
+
+    def _readResults(self, result: EvaluationResult, results: Dict[str, Any], workDirectory: Path) -> None:
+        """Fill ``result`` from the pipeline's results: prediction, maps, curves, scorecard."""
+        from SaliencyTrustLib.criteria import Scorecard
+
+        result.results = results
+        prediction = results["predictions"].get(INPUT_STUDY_ID, {})
+        result.predictedClass = None if prediction.get("predicted") is None else int(prediction["predicted"])
+        result.targetClass = None if prediction.get("target") is None else int(prediction["target"])
+        result.probability = prediction.get("probability")
+        for method, relpath in results["native_maps"].get(INPUT_STUDY_ID, {}).items():
+            if method not in result.maps:
+                result.maps[method] = self._readNativeMap(workDirectory / relpath)
+        baseline = results.get("different_image_baseline", {})
+        result.differentImageBaseline = {m: (v.get("ssim") if v.get("ssim") is not None else float("nan"))
+                                         for m, v in baseline.items()}
+        randomization = results.get("randomization")
+        if randomization:
+            labels = [label.split("_", 1)[1] if label != "original" else label
+                      for label in randomization["state_labels"]]
+            result.curves = {m: [(labels[0], 1.0)] + [(state, float("nan") if s["mean"] is None else s["mean"])
+                                                      for state, s in zip(labels[1:], c["ssim"])]
+                             for m, c in randomization["curves"].items()}
+        card = Scorecard.from_dict(results["scorecard"])
+        card.params.update({
+            "source": "3D Slicer SaliencyTrust module (one study)",
+            "image": result.request.image.metadata.get("name", ""),
+            "model": str(result.request.modelPath),
+            "predicted_class": result.predictedClass, "target_class": result.targetClass,
+            "probability": result.probability,
+            "n_baseline_images": len(result.request.baselineImages),
+            "curves": {m: [[state, float(v)] for state, v in c] for m, c in result.curves.items()},
+            "different_image_baseline": dict(result.differentImageBaseline),
+            "results_folder": str(workDirectory)})
+        result.scorecard = card
 
     @staticmethod
     def _applyOnGui(function: Callable, *args: Any) -> Callable[[], None]:
         """A closure that :class:`SaliencyTrustRunner` calls on the GUI thread."""
         return lambda: function(*args)
-
-    @staticmethod
-    def _fraction(done: int, plan: int) -> float:
-        return min(0.99, done / max(plan, 1))
-
-    def _plan(self, request: EvaluationRequest) -> int:
-        """Number of steps, for the progress bar (randomization states counted once, cheaply)."""
-        methods = len(request.methods)
-        criteria = set(request.criteria)
-        steps = methods
-        if {"randomization", "repeatability", "reproducibility"} & criteria and request.baselineImages:
-            steps += methods
-        if "randomization" in criteria:
-            steps += methods * max(self._stateCount - 1, 1)
-        if "localization" in criteria:
-            steps += methods
-        steps += methods * len({"repeatability", "reproducibility"} & criteria)
-        return steps
-
-    def _loadModels(self, request: EvaluationRequest):
-        """Load the classifier and, from a bundle, its replicate and second architecture (worker).
-
-        A generator (``yield from``) that yields one progress step and returns a dict with
-        ``model`` and, when present, ``replicate`` and ``second``.
-        """
-        from SaliencyTrustLib.networks import load_classifier
-
-        path = Path(request.modelPath)
-        device = self.resolveDevice(request.device)
-        models: Dict[str, Any] = {"model": load_classifier(str(path), device=device)}
-        self._inputSpatialShape = self._bundleInputShape(path)
-        if path.is_dir():
-            for key, fileName in (("replicate", "model_replicate.pt"), ("second", "model_second_arch.pt")):
-                candidate = path / "models" / fileName
-                if candidate.exists():
-                    models[key] = load_classifier(str(candidate), device=device)
-        self._prepareModels(models, request)
-        yield Step(0.0, _("Loaded {n} model(s) from {path}").format(n=len(models), path=path))
-        return models
 
     @staticmethod
     def resolveDevice(device: str = "auto") -> str:
@@ -1015,186 +1009,6 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         if device == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda' was chosen but torch sees no GPU: choose 'auto' or 'cpu'")
         return device
-
-    def _prepareModels(self, models: Dict[str, Any], request: EvaluationRequest) -> None:
-        for model in models.values():
-            model.eval()
-        self._stateCount = 0
-        if "randomization" in request.criteria:
-            self._stateCount = len(self._cascade(models["model"], request))
-
-    @staticmethod
-    def _bundleInputShape(path: Path) -> Optional[tuple]:
-        """Spatial input shape from a bundle's ``network_data_format`` (None: keep the image's size)."""
-        import json
-
-        metadata = (path if path.is_dir() else path.parent.parent) / "configs" / "metadata.json"
-        if not metadata.exists():
-            return None
-        try:
-            image = json.loads(metadata.read_text())["network_data_format"]["inputs"]["image"]
-            shape = image.get("spatial_shape")
-            return tuple(int(n) for n in shape) if shape else None
-        except (KeyError, TypeError, ValueError):
-            return None
-
-    def _cascade(self, model, request: EvaluationRequest):
-        """The core's cascading randomization (top-down in forward order; BatchNorm reset)."""
-        from SaliencyTrustLib.criteria import cascading_randomization
-
-        return cascading_randomization(model, granularity=request.granularity, seed=request.seed,
-                                       bn_policy="reset")
-
-    def _toModelInput(self, image, model) -> "PreparedInput":
-        """``ImageVolume`` -> the network input, by the bundle's own preprocessing.
-
-        ``SaliencyTrustLib.transforms`` (MONAI: orientation to the training orientation, singleton
-        slice dropped for 2D networks, per-image min-max to [0, 1], resize to the network size) is
-        applied to the in-memory volume exactly as to a file on disk, and kept so that maps go
-        back onto the input grid by the inverse transforms.
-        """
-        from SaliencyTrustLib import transforms
-
-        spatialDims = self._spatialDims(model)
-        if spatialDims == 2 and image.shape[0] > 1:
-            raise ValueError(f"'{image.metadata.get('name', 'the input')}' is a volume of {image.shape[0]} "
-                             "slices but the model is 2D (radiographs): select a single-slice image, "
-                             "or a 3D model")
-        options: Dict[str, Any] = {"spatial_dims": spatialDims, "load": False}
-        shape = getattr(self, "_inputSpatialShape", None)
-        if shape is not None and len(shape) == spatialDims:
-            options["image_size"] = tuple(shape)
-        elif spatialDims == 3:
-            raise ValueError("3D model without an input size: give the bundle's metadata.json "
-                             "network_data_format.inputs.image.spatial_shape")
-        preprocessing = transforms.get_preprocessing(**options)
-        preprocessed = preprocessing(transforms.volume_to_data(image))["image"]
-        device = next(model.parameters()).device
-        return PreparedInput(batch=preprocessed[None].as_tensor().to(device), preprocessed=preprocessed,
-                             preprocessing=preprocessing)
-
-    @staticmethod
-    def _spatialDims(model) -> int:
-        import torch
-
-        for module in model.modules():
-            if isinstance(module, torch.nn.Conv3d):
-                return 3
-            if isinstance(module, torch.nn.Conv2d):
-                return 2
-        return 2
-
-    @staticmethod
-    def _saliency(model, batch, method: str, target: int) -> np.ndarray:
-        """Maps of a batch on the model grid, ``(B, *spatial)`` in [0, 1] (the study's post-processing)."""
-        from SaliencyTrustLib.saliency import compute_saliency
-
-        maps = compute_saliency(model, batch, method, target=[target] * batch.shape[0], postprocess="paper")
-        return np.asarray(maps.detach().cpu().numpy() if hasattr(maps, "detach") else maps, dtype=np.float32)
-
-    @staticmethod
-    def _toImageGrid(maps: np.ndarray, prepared: "PreparedInput") -> np.ndarray:
-        """A map ``(1, *network grid)`` -> ``(K, J, I)`` on the input's grid (inverse preprocessing)."""
-        from SaliencyTrustLib import transforms
-
-        restored = transforms.invert_map(np.asarray(maps)[0], prepared.preprocessed, prepared.preprocessing)
-        return transforms.ras_channel_first_to_kji(restored).astype(np.float32)
-
-    @staticmethod
-    def _ssimOptions() -> Dict[str, Any]:
-        """SSIM settings passed to the core: the study's preset (scikit-image defaults, ``data_range=2``)."""
-        return {"preset": "paper"}
-
-    @staticmethod
-    def _ssimDescription() -> str:
-        from SaliencyTrustLib.metrics.similarity import PAPER_SSIM
-
-        return "study preset: " + ", ".join(f"{k}={v}" for k, v in PAPER_SSIM.items() if v is not None)
-
-    def _similarity(self, mapsA: np.ndarray, mapsB: np.ndarray) -> float:
-        """Mean SSIM over the batch (NaN items, e.g. constant maps, left out and not averaged)."""
-        from SaliencyTrustLib.metrics import ssim
-
-        values = np.asarray(ssim(mapsA, mapsB, **self._ssimOptions()), dtype=float)
-        return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
-
-    @staticmethod
-    def _rankCorrelation(mapsA: np.ndarray, mapsB: np.ndarray) -> float:
-        from SaliencyTrustLib.metrics import spearman
-
-        values = np.asarray(spearman(mapsA, mapsB), dtype=float)
-        return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
-
-    def _differentImageBaseline(self, inputMaps: np.ndarray, otherMaps: List[np.ndarray], seed: int) -> float:
-        """Mean SSIM between maps of different images (the input's and the baseline images')."""
-        from SaliencyTrustLib.criteria import different_image_baseline
-
-        maps = np.concatenate([inputMaps] + list(otherMaps), axis=0)
-        return float(different_image_baseline(maps, seed=seed, ssim_options=self._ssimOptions()).mean)
-
-    def _scorecardRows(self, request, result, modelGridMaps, randomizedMaps, secondMaps):
-        """One row per (method, criterion): value, baseline, passed (None when no baseline), rule."""
-        from SaliencyTrustLib.criteria import CONSISTENCY_RULES, LOCALIZATION_RULE, SENSITIVITY_RULES
-        from SaliencyTrustLib.metrics import auprc
-
-        ssimText = self._ssimDescription()
-        rows = []
-        for method in request.methods:
-            baseline = result.differentImageBaseline.get(method, float("nan"))
-            if "localization" in request.criteria:
-                gt = request.groundTruth[None]
-                value = float(auprc(result.maps[method][None], gt)[0])
-                randomized = float(auprc(randomizedMaps[method][None], gt)[0])
-                rows.append(self._row(method, "localization", value, randomized,
-                                      LOCALIZATION_RULE.format(baseline="fully randomized model")
-                                      + " (here: this image's AUPRC)", greater=True,
-                                      valueName="AUPRC", baselineName="AUPRC of the fully randomized model"))
-            if "randomization" in request.criteria:
-                curve = [v for state, v in result.curves[method][1:]]
-                value = float(np.nanmin(curve)) if np.isfinite(curve).any() else float("nan")
-                row = self._row(method, "randomization", value, baseline,
-                                SENSITIVITY_RULES["any"] + f" ({ssimText})", greater=False,
-                                valueName="min over states of SSIM to the original map",
-                                baselineName="different-image mean SSIM")
-                rows.append(row)
-            for criterion in ("repeatability", "reproducibility"):
-                if criterion not in request.criteria:
-                    continue
-                if criterion not in secondMaps:
-                    row = self._row(method, criterion, float("nan"), baseline,
-                                    "needs a second model: a bundle folder with models/"
-                                    + ("model_replicate.pt" if criterion == "repeatability"
-                                       else "model_second_arch.pt"), greater=True)
-                    row["reason"] = "no second model"
-                    rows.append(row)
-                    continue
-                other = secondMaps[criterion][method]
-                mine = modelGridMaps[method]
-                if other.shape != mine.shape:  # models with different input grids: compare on the image
-                    mine = result.maps[method][None]
-                    other = self._toImageGrid(other, secondMaps[criterion]["_prepared"])[None]
-                value = self._similarity(mine, other)
-                row = self._row(method, criterion, value, baseline,
-                                CONSISTENCY_RULES["different_image"] + f" ({ssimText})", greater=True,
-                                valueName="SSIM between the two models' maps",
-                                baselineName="different-image mean SSIM (localization baseline absent)")
-                row["spearman"] = self._rankCorrelation(mine, other)
-                rows.append(row)
-        return rows
-
-    @staticmethod
-    def _row(method: str, criterion: str, value: float, baseline: float, rule: str, greater: bool,
-             valueName: str = "", baselineName: str = ""):
-        """A scorecard row; ``passed`` is None when the value or the baseline is undefined."""
-        passed = None
-        if np.isfinite(value) and np.isfinite(baseline):
-            passed = bool(value > baseline) if greater else bool(value < baseline)
-        return {"method": method, "criterion": criterion,
-                "metric": "AUPRC" if criterion == "localization" else "SSIM", "value": value,
-                "baseline": baseline, "passed": passed, "rule": rule, "spearman": float("nan"),
-                "value_name": valueName, "baseline_name": baselineName,
-                "reason": "" if passed is not None else (
-                    "no baseline: select baseline images" if np.isfinite(value) else "undefined value")}
 
     def _applyMap(self, result: EvaluationResult, method: str) -> None:
         inputNode = self.scene.GetNodeByID(result.request.inputNodeID)
@@ -1282,15 +1096,17 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
             array = arrayClass()
             array.SetName(columnName)
             columns[columnName] = array
-        for row in result.rows:
-            columns["method"].InsertNextValue(str(row["method"]))
-            columns["criterion"].InsertNextValue(str(row["criterion"]))
-            columns["value"].InsertNextValue(float(row["value"]))
-            columns["baseline"].InsertNextValue(float(row["baseline"]))
-            passed = row["passed"]
-            columns["passed"].InsertNextValue("n/a" if passed is None else ("pass" if passed else "fail"))
-            columns["spearman"].InsertNextValue(float(row.get("spearman", float("nan"))))
-            columns["rule"].InsertNextValue(str(row["rule"]))
+        def number(value) -> float:
+            return float("nan") if value is None else float(value)
+
+        for row in result.scorecard.rows:
+            columns["method"].InsertNextValue(row.method)
+            columns["criterion"].InsertNextValue(row.criterion)
+            columns["value"].InsertNextValue(number(row.value))
+            columns["baseline"].InsertNextValue(number(row.baseline))
+            columns["passed"].InsertNextValue("n/a" if row.passed is None else ("pass" if row.passed else "fail"))
+            columns["spearman"].InsertNextValue(number(row.details.get("spearman_mean")))
+            columns["rule"].InsertNextValue(f"{row.rule} (baseline: {row.baseline_name})")
         for array in columns.values():
             table.AddColumn(array)
         table.SetColumnDescription("value", "the method's score on this image (AUPRC or SSIM)")
@@ -1398,40 +1214,16 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         return self.startEvaluation(request, synchronous=True).result
 
     def scorecard(self, result: EvaluationResult):
-        """The result as the core's :class:`~SaliencyTrustLib.criteria.Scorecard` (JSON/CSV/SR-ready).
-
-        Its ``params`` record the image, model, prediction, SSIM settings, randomization settings,
-        the cascading curves and the different-image baselines.
-        """
-        from SaliencyTrustLib.criteria import Scorecard
-
-        card = Scorecard(params={
-            "source": "3D Slicer SaliencyTrust module (one study)",
-            "image": result.request.image.metadata.get("name", ""),
-            "model": str(result.request.modelPath),
-            "predicted_class": result.predictedClass,
-            "target_class": result.targetClass,
-            "logits": None if result.logits is None else [float(v) for v in result.logits],
-            "probabilities": None if result.probabilities is None else [float(v) for v in result.probabilities],
-            "ssim": self._ssimDescription(),
-            "granularity": result.request.granularity,
-            "bn_policy": "reset",
-            "seed": result.request.seed,
-            "n_baseline_images": len(result.request.baselineImages),
-            "curves": {m: [[state, float(v)] for state, v in c] for m, c in result.curves.items()},
-            "different_image_baseline": dict(result.differentImageBaseline),
-        })
-        for row in result.rows:
-            card.add(row["method"], row["criterion"], row["value"], row["baseline"], row["passed"],
-                     row["rule"], value_name=row["value_name"], baseline_name=row["baseline_name"],
-                     spearman=row["spearman"], reason=row["reason"])
-        return card
+        """The study's :class:`~SaliencyTrustLib.criteria.Scorecard` (JSON/CSV/SR-ready), as the
+        pipeline made it; its ``params`` also record the image, model, prediction, the cascading
+        curves and the different-image baselines."""
+        return result.scorecard
 
     def verdictSummary(self, result: EvaluationResult) -> str:
         """One line: which methods passed every criterion run, which failed, which are undecided."""
-        if not result.rows:
+        card = result.scorecard
+        if card is None or not card.rows:
             return ""
-        card = self.scorecard(result)
         groups: Dict[str, List[str]] = {"passed all": [], "failed": [], "undecided (n/a)": []}
         for method in card.methods:
             verdict = card.passes_all(method)

@@ -279,10 +279,13 @@ def load_model(spec: ModelSpec, device: Any = "cpu"):
         raise ModelError(None, "no model given.", "pass --model PATH (weights, TorchScript or a bundle folder).")
     path = Path(spec.path)
     if path.is_dir():
-        network = _bundle_network(path)
         weights = path / "models" / "model.pt"
         if not weights.is_file():
             raise ModelError(path, "the bundle holds no models/model.pt.", "train it, or give the weight file.")
+        if not (path / "configs").is_dir() or spec.name or spec.factory:  # weights that name their network
+            return load_model(ModelSpec(path=str(weights), name=spec.name, factory=spec.factory,
+                                        kwargs=spec.kwargs), device)
+        network = _bundle_network(path)
         state, _ = _state_dict(_load_checkpoint(weights, False), weights)
         return _load_into(network, state, weights, "the bundle's network_def").to(device).eval()
     if not path.is_file():

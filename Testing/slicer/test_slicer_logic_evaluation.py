@@ -87,15 +87,14 @@ def test_maps_lie_on_the_input_grid_of_an_oblique_volume(st, scene, mk, tmp_path
         n.GetIJKToRASMatrix(m)
         out[:] = st.SaliencyTrustLogic._vtkMatrixToArray(m)
     np.testing.assert_allclose(a, b)
-    # And it is exactly the core's map on the same arrays (preprocess, saliency, invert).
-    from SaliencyTrustLib import transforms
+    # And it is exactly the core's map on the same arrays (preprocess, saliency, back on the grid).
+    from SaliencyTrustLib.preprocessing import Preprocessing
     from SaliencyTrustLib.saliency import compute_saliency
 
-    pre = transforms.get_preprocessing(load=False)
-    x = pre(transforms.volume_to_data(logic.imageVolumeFromNode(node)))["image"]
-    core = compute_saliency(model, x[None].as_tensor(), "gradient", target=[result.targetClass])
-    core = transforms.ras_channel_first_to_kji(transforms.invert_map(np.asarray(core)[0], x, pre))
-    np.testing.assert_allclose(saliency, core, atol=1e-6)
+    pre = Preprocessing(in_channels=1)
+    x, geometry = pre.image_to_model(logic.imageVolumeFromNode(node), 2)
+    core = compute_saliency(model, torch.from_numpy(x)[None], "gradient", target=[result.targetClass])
+    np.testing.assert_allclose(saliency, pre.map_to_native(np.asarray(core)[0], geometry), atol=1e-6)
 
 
 def test_dependencies_are_installed_on_first_apply_after_asking(st, monkeypatch):
@@ -246,11 +245,11 @@ def study(scene, mk, tmp_path):
 
 def test_evaluation_outputs_match_the_core_on_the_same_arrays(st, scene, study, tmp_path):
     import slicer
-    from SaliencyTrustLib import transforms
     from SaliencyTrustLib.criteria import cascading_randomization, fully_randomized
     from SaliencyTrustLib.io import read_image
     from SaliencyTrustLib.metrics import auprc, ssim
     from SaliencyTrustLib.networks import load_classifier
+    from SaliencyTrustLib.preprocessing import Preprocessing
     from SaliencyTrustLib.saliency import compute_saliency
 
     logic = st.SaliencyTrustLogic(scene)
@@ -267,11 +266,14 @@ def test_evaluation_outputs_match_the_core_on_the_same_arrays(st, scene, study, 
     roi_only = logic.maskFromROIs([study["roi"]], study["volume"])
     np.testing.assert_array_equal(gt, study["mask"] | roi_only)
 
-    # The core on the same arrays.
+    # The core primitives on the same arrays: the study's preprocessing (the bundle-shaped folder
+    # has no metadata: 1 channel from the model, 224 px, min-max [0, 1], oriented), maps on the
+    # model grid where the criteria are computed, then back on the input's grid.
     image = logic.imageVolumeFromNode(study["volume"])
-    pre = transforms.get_preprocessing(load=False)
-    x = pre(transforms.volume_to_data(image))["image"]
-    batch = x[None].as_tensor()
+    pre = Preprocessing(in_channels=1)
+    x, geometry = pre.image_to_model(image, 2)
+    batch = torch.from_numpy(x)[None]
+    mask = pre.mask_to_model(gt, geometry)[None]
     model = load_classifier(study["bundle"])
     replicate = load_classifier(study["bundle"] / "models" / "model_replicate.pt")
     second = load_classifier(study["bundle"] / "models" / "model_second_arch.pt")
@@ -280,9 +282,6 @@ def test_evaluation_outputs_match_the_core_on_the_same_arrays(st, scene, study, 
         assert result.predictedClass == int(model(batch).argmax(1)[0])
         p = float(torch.softmax(model(batch), 1)[0, result.predictedClass])
     assert f"predicted class {result.predictedClass} (p = {p:.3f})" in result.predictionText()
-
-    def on_image(maps):
-        return transforms.ras_channel_first_to_kji(transforms.invert_map(np.asarray(maps)[0], x, pre))
 
     table = result.tableNode
     assert table.GetNumberOfRows() == len(methods) * 4
@@ -294,16 +293,20 @@ def test_evaluation_outputs_match_the_core_on_the_same_arrays(st, scene, study, 
     for method in methods:
         map_node = result.mapNodes[method]
         on_grid = slicer.util.arrayFromVolume(map_node)
-        core_map = compute_saliency(model, batch, method, target=target)
-        np.testing.assert_allclose(on_grid, on_image(core_map), atol=1e-6)
-        # localization: AUPRC of the map node's voxels against the ground truth, and the baseline
-        assert cell(method, "localization", "value") == pytest.approx(float(auprc(on_grid[None], gt[None])[0]), abs=1e-12)
-        random_map = on_image(compute_saliency(fully_randomized(model, seed=0, example_input=batch), batch, method, target=target))
-        assert cell(method, "localization", "baseline") == pytest.approx(float(auprc(random_map[None], gt[None])[0]), abs=1e-9)
-        # repeatability / reproducibility: SSIM (study preset) between the two models' maps
+        core_map = np.asarray(compute_saliency(model, batch, method, target=target))
+        np.testing.assert_allclose(on_grid, pre.map_to_native(core_map[0], geometry), atol=1e-6)
+        # localization: AUPRC on the model grid, against the fully randomized model's (one image)
+        assert cell(method, "localization", "value") == pytest.approx(float(auprc(core_map, mask)[0]), abs=1e-9)
+        random_map = compute_saliency(fully_randomized(model, seed=0, example_input=batch), batch, method,
+                                      target=target)
+        assert cell(method, "localization", "baseline") == pytest.approx(float(auprc(random_map, mask)[0]), abs=1e-9)
+        # repeatability / reproducibility: SSIM (study preset) between the two models' maps, each
+        # model explaining its own predicted class (the study's rule, every front end's default)
         for criterion, other in (("repeatability", replicate), ("reproducibility", second)):
-            other_map = compute_saliency(other, batch, method, target=target)
-            expected = float(ssim(np.asarray(core_map), np.asarray(other_map), preset="paper")[0])
+            with torch.no_grad():
+                own = [int(other(batch).argmax(1)[0])]
+            other_map = compute_saliency(other, batch, method, target=own)
+            expected = float(ssim(core_map, np.asarray(other_map), preset="paper")[0])
             assert cell(method, criterion, "value") == pytest.approx(expected, abs=1e-6)
         # randomization: the curve over the core's cascade; value = its minimum after "original"
         curve = result.curves[method]
@@ -312,7 +315,7 @@ def test_evaluation_outputs_match_the_core_on_the_same_arrays(st, scene, study, 
         assert curve[0][1] == pytest.approx(1.0)
         last_state, last_model = list(cascade)[-1]
         last = compute_saliency(last_model, batch, method, target=target)
-        assert curve[-1][1] == pytest.approx(float(ssim(np.asarray(core_map), np.asarray(last), preset="paper")[0]), abs=1e-6)
+        assert curve[-1][1] == pytest.approx(float(ssim(core_map, np.asarray(last), preset="paper")[0]), abs=1e-6)
         assert cell(method, "randomization", "value") == pytest.approx(min(v for _s, v in curve[1:]), abs=1e-9)
         # pass/fail follows the rule stated in the row
         value, baseline = cell(method, "randomization", "value"), cell(method, "randomization", "baseline")
@@ -383,7 +386,7 @@ def test_bad_choices_get_errors_that_say_what_to_fix(st, scene, study, tmp_path)
     import slicer
 
     slicer.util.updateVolumeFromArray(ct, np.zeros((4, 16, 16), np.float32))  # ... made a 4-slice volume
-    with pytest.raises(ValueError, match="4 slices but the model is 2D"):
+    with pytest.raises(ValueError, match="4-slice volume cannot enter a 2D model"):
         logic.process(ct, study["bundle"], ["gradient"], criteria=[])
 
 

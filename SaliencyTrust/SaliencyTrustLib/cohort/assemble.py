@@ -44,7 +44,7 @@ def rules(localization_baseline: str = "average_mask") -> Dict[str, str]:
             "reproducibility": CONSISTENCY_RULES["different_image"]}
 
 
-METRIC_COLUMNS = ("auprc", "auprc_mean_mask", "ssim_vs_original", "spearman_vs_original", "target", "probability")
+METRIC_COLUMNS = ("auprc", "auprc_mean_mask", "ssim_vs_original", "spearman_vs_original", "target", "predicted", "probability")
 
 
 def _clean(value: Optional[float]) -> Optional[float]:
@@ -134,8 +134,7 @@ def assemble_results(root, plan, settings: EvaluationSettings, progress: bool = 
         "failures": {k: failures[k] for k in sorted(failures)},
         "ssim_data_range": settings.ssim_data_range,
         "method_settings": {m: _method_settings(method) for m, method in make_methods(settings, methods).items()},
-        "predictions": {s: {"target": metric(s, methods[0], ORIGINAL, "target"),
-                            "probability": metric(s, methods[0], ORIGINAL, "probability")}
+        "predictions": {s: {key: metric(s, methods[0], ORIGINAL, key) for key in ("predicted", "probability", "target")}
                         for s in studies} if methods else {},
         "native_maps": {s: {m: native_relpath(s, m) for m in methods if (root / native_relpath(s, m)).is_file()}
                         for s in studies},

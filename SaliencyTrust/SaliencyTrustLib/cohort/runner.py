@@ -502,15 +502,15 @@ def compute_steps(plan: RunPlan, cohort: Cohort, loaded: LoadedModels, settings:
             ordered = [s for s in group.study_ids if s in prepared]
             images_all = torch.from_numpy(np.stack([prepared[s].image for s in ordered])).to(device)
             predicted, probabilities = _predict(loaded.original, images_all)
-            if settings.target_class is not None:
-                if not 0 <= settings.target_class < probabilities.shape[1]:
-                    from ..io.errors import InputError
+            if settings.target_class is not None and not 0 <= settings.target_class < probabilities.shape[1]:
+                from ..io.errors import InputError
 
-                    raise InputError(None, f"target class {settings.target_class} is out of range: the model has "
-                                     f"{probabilities.shape[1]} classes.", "choose a class index the model outputs.")
-                predicted = torch.full_like(predicted, int(settings.target_class))
-            original_targets = dict(zip(ordered, predicted.tolist()))
-            original_probability = dict(zip(ordered, probabilities[torch.arange(len(ordered)), predicted].tolist()))
+                raise InputError(None, f"target class {settings.target_class} is out of range: the model has "
+                                 f"{probabilities.shape[1]} classes.", "choose a class index the model outputs.")
+            explained = predicted if settings.target_class is None else torch.full_like(predicted, settings.target_class)
+            original_targets = dict(zip(ordered, explained.tolist()))
+            original_prediction = {s: (int(c), float(p)) for s, c, p in
+                                   zip(ordered, predicted.tolist(), probabilities.max(dim=1).values.tolist())}
             needed = {u.model_state for u in missing}
             originals: Dict[Tuple[str, str], np.ndarray] = {}
             for state, model in loaded.states(needed, plan.cascade_states):
@@ -519,17 +519,16 @@ def compute_steps(plan: RunPlan, cohort: Cohort, loaded: LoadedModels, settings:
                     continue
                 index = [ordered.index(s) for s in batch_ids]
                 images = images_all[index]
-                probability = None
+                prediction = None
+                targets = torch.tensor([original_targets[s] for s in batch_ids], device=images.device)
                 if state in (REPLICATE, SECOND_ARCH):
                     own, own_probabilities = _predict(model, images)
-                    if settings.target_class is not None or settings.consistency_target == "original_prediction":
-                        own = torch.tensor([original_targets[s] for s in batch_ids], device=images.device)
-                    targets = own
-                    probability = own_probabilities[torch.arange(len(batch_ids)), own].tolist()
-                else:
-                    targets = torch.tensor([original_targets[s] for s in batch_ids], device=images.device)
-                    if state == ORIGINAL:
-                        probability = [original_probability[s] for s in batch_ids]
+                    prediction = [(int(c), float(p)) for c, p in
+                                  zip(own.tolist(), own_probabilities.max(dim=1).values.tolist())]
+                    if settings.target_class is None and settings.consistency_target == "own_prediction":
+                        targets = own
+                elif state == ORIGINAL:
+                    prediction = [original_prediction[s] for s in batch_ids]
                 for method_name, method in methods.items():
                     units = [Unit(s, method_name, state) for s in batch_ids]
                     if all(u.key in done for u in units):
@@ -557,11 +556,11 @@ def compute_steps(plan: RunPlan, cohort: Cohort, loaded: LoadedModels, settings:
                             else load_map(root, map_relpath(Unit(s, method_name, ORIGINAL))) for s in kept_ids])
                     numbers = _metrics_for(state, plan, maps_kept, [prepared[s] for s in kept_ids], reference,
                                            settings, mean_mask)
-                    if probability is not None:
+                    if prediction is not None:
                         for i, s in enumerate(kept_ids):
                             position = batch_ids.index(s)
                             numbers[i]["target"] = float(targets[position].item())
-                            numbers[i]["probability"] = float(probability[position])
+                            numbers[i]["predicted"], numbers[i]["probability"] = map(float, prediction[position])
                     for study_id, saliency_map, values in zip(kept_ids, maps_kept, numbers):
                         unit = Unit(study_id, method_name, state)
                         if unit.key in done:

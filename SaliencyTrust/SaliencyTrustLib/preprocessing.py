@@ -11,17 +11,18 @@ through the one study pipeline (:mod:`SaliencyTrustLib.cohort`). Its steps, in o
    bundle's training pipeline (:mod:`SaliencyTrustLib.transforms`). An in-plane axis that runs along
    S/I (a coronal or sagittal slice given to a 2D model) is flipped to run to inferior, so the head
    stays at the top. Without geometry (identity direction) nothing moves.
-2. **geometry** (``resize``): ``"squash"`` resamples each axis to ``input_size`` (the study's and
+2. **intensity** (``intensity``), on the image's own grid: ``"minmax01"`` per-image min-max to
+   [0, 1] (the bundle); ``"minmax11"`` to [-1, 1] (the study); ``"imagenet"`` min-max to [0, 1]
+   then ImageNet mean/std per channel (after step 4; grey: mean 0.449, std 0.226);
+   ``"meanstd:M,S"`` ``(x - M) / S`` on the stored values; ``"window:C,W"`` clip to
+   ``[C - W/2, C + W/2]`` then [0, 1]; ``"none"``.
+3. **geometry** (``resize``): ``"squash"`` resamples each axis to ``input_size`` (the study's and
    the bundle's rule: the aspect ratio changes); ``"pad"`` first pads the short axes with the image
    minimum, centred, to a cube/square, keeping the aspect ratio; ``"crop"`` first crops the long axes,
    centred. Images are resampled bilinearly / trilinearly (``align_corners=False``, no antialiasing,
    as MONAI's ``Resized`` in the training pipeline), masks nearest-neighbour.
-3. **intensity** (``intensity``): ``"minmax01"`` per-image min-max to [0, 1] (the bundle);
-   ``"minmax11"`` to [-1, 1] (the study); ``"imagenet"`` min-max to [0, 1] then ImageNet mean/std
-   per channel (grey: mean 0.449, std 0.226); ``"meanstd:M,S"`` ``(x - M) / S`` on the stored values;
-   ``"window:C,W"`` clip to ``[C - W/2, C + W/2]`` then [0, 1]; ``"none"``.
 4. **channels** (``in_channels``): the grey image repeated on C channels (the study copies one
-   channel to three).
+   channel to three); then ImageNet's per-channel normalization for ``"imagenet"``.
 
 Maps come back with :meth:`Preprocessing.map_to_native`: inverse resize, inverse pad / crop (0
 where the crop cut the image away), inverse orientation, onto the image's own ``(K, J, I)`` grid.
@@ -193,10 +194,11 @@ class Preprocessing:
         values = np.asarray(volume.array, dtype=np.float32)
         if not np.isfinite(values).all():
             raise ValueError("the image holds NaN or infinite values; fix the source image.")
-        oriented = _orient(values, geometry)
+        # intensity first, on the image's own grid (as the bundle's MONAI training pipeline does)
+        oriented = self._scale(_orient(values, geometry))
         framed = _frame(oriented, geometry, fill=float(oriented.min()))
         resized = _resample(framed, geometry.model_shape, "linear")
-        channels = np.repeat(self._scale(resized)[None], self.in_channels or 1, axis=0)
+        channels = np.repeat(resized[None], self.in_channels or 1, axis=0)
         return np.ascontiguousarray(self._imagenet(channels), dtype=np.float32), geometry
 
     def mask_to_model(self, mask: np.ndarray, geometry: Geometry) -> np.ndarray:

@@ -23,6 +23,7 @@ import sys
 from typing import Any, Dict
 
 from ..cli_options import add_model_arguments, add_preprocessing_arguments, models_from_args, preprocessing_from_args
+from .settings import CHOICES
 
 #: The study's eight methods (kept here as strings so ``--help`` does not import torch).
 PAPER_METHODS = "gradient,smoothgrad,integrated_gradients,smoothgrad_ig,gradcam,guided_backprop,guided_gradcam,xrai"
@@ -52,6 +53,15 @@ def add_setting_arguments(parser: argparse.ArgumentParser, defaults: Dict[str, A
     group.add_argument("--n-pairs", type=int, default=50, help="pairs per image, different-image baseline (default 50)")
     group.add_argument("--max-studies", type=int, default=defaults.get("max_studies"),
                        help="evaluate only the first N positive studies (sorted by id)")
+    group.add_argument("--study-selection", default="positive", choices=CHOICES["study_selection"],
+                       help="positive (the study: label 1, or unlabeled with ground truth) or all images")
+    group.add_argument("--localization-baseline", default="average_mask", choices=CHOICES["localization_baseline"],
+                       help="what criterion 1 compares with: the average (training) mask, or the same method on "
+                            "the fully randomized model (default average_mask)")
+    group.add_argument("--target-class", type=int, default=None,
+                       help="class explained for every model (default: each model's predicted class)")
+    group.add_argument("--consistency-target", default="own_prediction", choices=CHOICES["consistency_target"],
+                       help="class the replicate / second architecture explain (default own_prediction)")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -121,7 +131,9 @@ def settings_from_args(args: argparse.Namespace, extra_params: Dict[str, Dict[st
         batch_size=args.batch_size, sample_size=args.sample_size,
         preprocessing=preprocessing if preprocessing is not None else preprocessing_from_args(args),
         cascade_granularity=args.granularity, bn_policy=args.bn_policy, ssim_data_range=args.ssim_data_range,
-        n_pairs=args.n_pairs, max_studies=args.max_studies)
+        n_pairs=args.n_pairs, max_studies=args.max_studies, study_selection=args.study_selection,
+        localization_baseline=args.localization_baseline, target_class=args.target_class,
+        consistency_target=args.consistency_target)
 
 
 def configure_threads(threads: int | None) -> None:

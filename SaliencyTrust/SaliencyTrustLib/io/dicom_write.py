@@ -7,7 +7,9 @@ Three objects, all filed in the study of their source images and referencing the
   source's pixel grid, frame of reference and plane positions, so a DICOM viewer overlays it on
   the original.
 * :func:`write_seg` - the map thresholded (``map >= threshold``) as a binary **Segmentation**; the
-  segment label and the algorithm parameters name the method and the threshold.
+  segment label and the algorithm parameters name the method and the threshold, its terminology
+  (segmented property category SCT "Spatial and Relational Concept", type the map's quantity) and
+  recommended display colour are what 3D Slicer shows.
 * :func:`write_scorecard_sr` - the trust scorecard as a **Comprehensive SR** with a TID 1500
   Measurement Report: one measurement group (TID 1501) per method x criterion holding the value
   (units ``1``), its baseline when there is one, and pass/fail as a qualitative evaluation. Beside
@@ -34,10 +36,27 @@ geometry ITK, SimpleITK, 3D Slicer and ``SaliencyTrustLib.io.read_image`` give a
 spaced by its Pixel Spacing (else Imager Pixel Spacing, else 1 mm). Both
 still reference the source instance, which is how viewers pair them with the radiograph.
 
-The only attribute set outside a highdicom constructor: the Parametric Map gets the General
-Series Laterality (type 2C) of its source, empty when the source has none, because highdicom 0.28
-leaves it out and the Parametric Map IOD has no Frame Anatomy functional group from highdicom to
-satisfy the condition otherwise (``dciodvfy`` reports it missing).
+Anatomy. The Parametric Map carries a **Frame Anatomy** functional group (shared by all frames):
+dcmqi's ``paramap2itkimage`` (what 3D Slicer's DICOMParametricMapPlugin runs) dereferences it
+unconditionally and crashes without it, and it satisfies the IOD's laterality condition. Its
+Anatomic Region is, first found: the ``anatomic_region`` argument; the source's Anatomic Region
+Sequence (top level or in its Frame Anatomy functional group); its Body Part Examined mapped through
+DICOM PS3.16 Annex L (highdicom's table); else :data:`UNSPECIFIED_ANATOMIC_REGION` (SCT "Body
+structure", which claims nothing). Its Frame Laterality: the ``frame_laterality`` argument, else the
+source's Frame / Image / series Laterality, else ``U`` (unpaired) unless Annex L says the region
+is paired, which is an error asking for ``frame_laterality`` (a guess would be a wrong side). The
+SEG's segment names the same region when it is known (not the unspecified default).
+
+Frame order. The Parametric Map stores its frames in increasing position along the row x column
+direction of the plane orientation, the order in which dcmqi's ``paramap2itkimage`` stacks them
+(it reads no per-frame position); highdicom 0.28 writes the opposite order, which 3D Slicer would
+show upside down along the slice axis.
+
+What is done outside a highdicom constructor, because highdicom 0.28 has no API for it: the Frame
+Anatomy functional group (its coded region is a highdicom :class:`~highdicom.sr.CodedConcept`; the
+item holding it and the Frame Laterality are the two attributes of PS3.3 C.7.6.16.2.8, set in
+:func:`_frame_anatomy_group`) and that frame order (highdicom's per-frame items and frames, moved
+together, in :func:`_frames_in_increasing_position`).
 
 Every writer is also a class (:class:`ParametricMapWriter`, :class:`SegWriter`,
 :class:`ScorecardSRWriter`) built from plain keyword arguments, for bundle configs (``_target_``).
@@ -58,6 +77,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
 from ..image import ImageVolume
@@ -66,6 +86,7 @@ from .errors import InputError
 
 __all__ = [
     "MANUFACTURER", "MODEL_NAME", "CODING_SCHEME", "CRITERION_CODES", "PASSED_CODE", "CSV_COLUMNS",
+    "UNSPECIFIED_ANATOMIC_REGION", "FRAME_LATERALITIES", "SALIENT_REGION_RGB",
     "load_source_datasets", "write_parametric_map", "write_seg", "write_scorecard_sr",
     "scorecard_rows", "write_scorecard_files", "ParametricMapWriter", "SegWriter",
     "ScorecardSRWriter",
@@ -105,8 +126,19 @@ SALIENCY_QUANTITY = codes.DCM.Saliency
 GRADCAM_QUANTITY = codes.DCM.GradientWeightedClassActivation
 CLASS_ACTIVATION_QUANTITY = codes.DCM.ClassActivation
 
+#: Anatomic region of a map whose source names none: SCT 123037004 "Body structure", the most
+#: general anatomic concept (it says "some part of the body", nothing more).
+UNSPECIFIED_ANATOMIC_REGION = hd.sr.CodedConcept(value="123037004", scheme_designator="SCT",
+                                                 meaning="Body structure")
+#: Enumerated values of Frame Laterality (0020,9072): right, left, unpaired, both.
+FRAME_LATERALITIES = ("R", "L", "U", "B")
+#: Recommended display colour of the thresholded-map segment (sRGB 0-255; stored as CIELab):
+#: orange, the high end of the usual "hot" saliency colour maps.
+SALIENT_REGION_RGB = (255, 128, 0)
+
 SourceLike = Union[Dataset, str, os.PathLike, Sequence[Union[Dataset, str, os.PathLike]]]
 MapLike = Union[ImageVolume, np.ndarray]
+RegionLike = Union[str, Code, hd.sr.CodedConcept]
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,8 +342,140 @@ def _content_label(text: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# anatomy (Frame Anatomy of the Parametric Map, anatomic region of the SEG's segment)
+# --------------------------------------------------------------------------------------------
+def _body_part_regions() -> Dict[str, Tuple[hd.sr.CodedConcept, bool]]:
+    """PS3.16 Annex L: Body Part Examined defined term -> (SCT region, paired?), as highdicom
+    ships it (for its legacy converters); empty if this highdicom lacks the table."""
+    try:
+        from highdicom._standard_utils import get_anatomic_region_map
+    except ImportError:   # pragma: no cover - highdicom < 0.24
+        return {}
+    return get_anatomic_region_map()
+
+
+def _coded(value: Any) -> Optional[hd.sr.CodedConcept]:
+    """A code item of a source dataset as a CodedConcept; None when it is not a usable code."""
+    try:
+        return hd.sr.CodedConcept.from_dataset(value)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _source_anatomy(ds: Dataset) -> Tuple[Optional[hd.sr.CodedConcept], str]:
+    """``(anatomic region, laterality)`` a source image states (None / "" when it states none).
+
+    Region: its Anatomic Region Sequence, else the one in its Frame Anatomy functional group
+    (shared, else first frame), else its Body Part Examined through Annex L. Laterality: Frame
+    Laterality, else Image Laterality, else the series' Laterality (each only when it is one of
+    :data:`FRAME_LATERALITIES`)."""
+    shared = (ds.get("SharedFunctionalGroupsSequence") or [Dataset()])[0]
+    first = (ds.get("PerFrameFunctionalGroupsSequence") or [Dataset()])[0]
+    frame_anatomy = (shared.get("FrameAnatomySequence") or first.get("FrameAnatomySequence")
+                     or [Dataset()])[0]
+    region = None
+    for holder in (ds, frame_anatomy):
+        if holder.get("AnatomicRegionSequence"):
+            region = _coded(holder.AnatomicRegionSequence[0])
+            if region is not None:
+                break
+    if region is None:
+        body_part = str(ds.get("BodyPartExamined", "") or "").strip().upper()
+        mapped = _body_part_regions().get(body_part)
+        region = mapped[0] if mapped else None
+    laterality = ""
+    for value in (frame_anatomy.get("FrameLaterality"), ds.get("FrameLaterality"),
+                  ds.get("ImageLaterality"), ds.get("Laterality")):
+        if str(value or "").strip().upper() in FRAME_LATERALITIES:
+            laterality = str(value).strip().upper()
+            break
+    return region, laterality
+
+
+def _resolve_region(anatomic_region: Optional[RegionLike],
+                    name: str) -> Optional[hd.sr.CodedConcept]:
+    if anatomic_region is None:
+        return None
+    if isinstance(anatomic_region, hd.sr.CodedConcept):
+        return anatomic_region
+    if isinstance(anatomic_region, Code):
+        return hd.sr.CodedConcept.from_code(anatomic_region)
+    if isinstance(anatomic_region, str):
+        mapped = _body_part_regions().get(anatomic_region.strip().upper())
+        if mapped is None:
+            raise ValueError(f"{name}: anatomic_region {anatomic_region!r} is not a Body Part "
+                             "Examined defined term of DICOM PS3.16 Annex L (e.g. 'CHEST', "
+                             "'HEAD', 'ABDOMEN'); pass one of those or a coded concept "
+                             "(pydicom Code / highdicom CodedConcept).")
+        return mapped[0]
+    raise ValueError(f"{name}: anatomic_region must be a Body Part Examined term (str), a pydicom "
+                     f"Code or a highdicom CodedConcept; got {type(anatomic_region).__name__}.")
+
+
+def _anatomy(datasets: List[Dataset], anatomic_region: Optional[RegionLike],
+             frame_laterality: Optional[str], name: str) -> Tuple[hd.sr.CodedConcept, str, bool]:
+    """``(region, frame laterality, region known)`` of the map of ``datasets`` (module docstring).
+
+    Raises:
+        ValueError: a bad ``anatomic_region`` / ``frame_laterality``, or a paired region (Annex L)
+            with no laterality given or in the source.
+    """
+    source_region, source_laterality = _source_anatomy(datasets[0])
+    region = _resolve_region(anatomic_region, name) or source_region
+    known = region is not None
+    region = region or UNSPECIFIED_ANATOMIC_REGION
+    if frame_laterality is not None:
+        laterality = str(frame_laterality).strip().upper()
+        if laterality not in FRAME_LATERALITIES:
+            raise ValueError(f"{name}: frame_laterality must be one of {FRAME_LATERALITIES} "
+                             f"(right, left, unpaired, both); got {frame_laterality!r}.")
+        return region, laterality, known
+    if source_laterality:
+        return region, source_laterality, known
+    paired = {(code.value, code.scheme_designator): is_paired
+              for code, is_paired in _body_part_regions().values()}
+    if paired.get((region.value, region.scheme_designator), False):
+        raise ValueError(f"{name}: the anatomic region {region.meaning!r} is a paired structure "
+                         "and the source states no laterality (Frame / Image Laterality, "
+                         "Laterality). Pass frame_laterality='L', 'R' or 'B'.")
+    return region, "U", known
+
+
+def _frame_anatomy_group(region: hd.sr.CodedConcept, laterality: str) -> Dataset:
+    """One item of the Frame Anatomy Sequence (PS3.3 C.7.6.16.2.8); see the module docstring."""
+    item = Dataset()
+    item.AnatomicRegionSequence = [region]
+    item.FrameLaterality = laterality
+    return item
+
+
+# --------------------------------------------------------------------------------------------
 # Parametric Map
 # --------------------------------------------------------------------------------------------
+def _frames_in_increasing_position(pmap: hd.pm.ParametricMap) -> None:
+    """Store the frames in increasing position along row x column direction (module docstring).
+
+    highdicom 0.28 stores them in decreasing position; dcmqi's ``paramap2itkimage`` stacks frames
+    in stored order from the lowest position, so without this 3D Slicer shows the map upside
+    down along the slice axis. Each frame keeps its own functional groups (plane position,
+    dimension index, source reference); only the order of the frames changes."""
+    per_frame = list(pmap.PerFrameFunctionalGroupsSequence)
+    if len(per_frame) < 2 or "FloatPixelData" not in pmap:
+        return
+    iop = np.asarray(pmap.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0]
+                     .ImageOrientationPatient, float)
+    normal = np.cross(iop[:3], iop[3:])
+    along = [float(np.dot(np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, float),
+                          normal)) for item in per_frame]
+    order = np.argsort(along, kind="stable")
+    if np.array_equal(order, np.arange(len(order))):
+        return
+    frames = np.frombuffer(pmap.FloatPixelData, dtype="<f4").reshape(
+        len(per_frame), int(pmap.Rows), int(pmap.Columns))
+    pmap.FloatPixelData = np.ascontiguousarray(frames[order]).tobytes()
+    pmap.PerFrameFunctionalGroupsSequence = [per_frame[i] for i in order]
+
+
 def write_parametric_map(
     map_volume: MapLike,
     source_datasets: SourceLike,
@@ -323,6 +487,8 @@ def write_parametric_map(
     content_label: Optional[str] = None,
     series_instance_uid: Optional[str] = None,
     sop_instance_uid: Optional[str] = None,
+    anatomic_region: Optional[RegionLike] = None,
+    frame_laterality: Optional[str] = None,
 ) -> hd.pm.ParametricMap:
     """Write a saliency map as a DICOM Parametric Map over its source image.
 
@@ -339,12 +505,19 @@ def write_parametric_map(
         series_description: default ``"Saliency map (<method>)"``.
         content_label: CS label (default from ``method``).
         series_instance_uid, sop_instance_uid: UIDs to use (new ones when None).
+        anatomic_region: anatomy of the Frame Anatomy functional group: a Body Part Examined term
+            of PS3.16 Annex L (``"CHEST"``), a pydicom ``Code`` or a highdicom ``CodedConcept``;
+            default: the source's (see the module docstring).
+        frame_laterality: ``"R"``, ``"L"``, ``"U"`` (unpaired) or ``"B"`` (both); default: the
+            source's, else ``"U"``.
 
     Returns:
-        The :class:`highdicom.pm.ParametricMap` (a pydicom Dataset), float32 pixels in [0, 1].
+        The :class:`highdicom.pm.ParametricMap` (a pydicom Dataset), float32 pixels in [0, 1],
+        with a shared Frame Anatomy functional group (so dcmqi / 3D Slicer load it).
 
     Raises:
-        ValueError: the map holds NaN/inf or values outside [0, 1], or is not on the source grid.
+        ValueError: the map holds NaN/inf or values outside [0, 1], or is not on the source grid;
+            a bad ``anatomic_region`` / ``frame_laterality``; a paired region without laterality.
         InputError: the sources cannot be read or are not one image series.
     """
     datasets = load_source_datasets(source_datasets)
@@ -357,6 +530,8 @@ def write_parametric_map(
         raise ValueError(f"write_parametric_map: map values span [{array.min():g}, "
                          f"{array.max():g}], outside [0, 1]. Normalize the map "
                          "(compute_saliency(..., postprocess='paper')) before writing.")
+    region, laterality, _ = _anatomy(datasets, anatomic_region, frame_laterality,
+                                     "write_parametric_map")
     sources = _prepare_sources(datasets)
     mapping = hd.pm.RealWorldValueMapping(
         lut_label=_content_label(method),
@@ -380,7 +555,9 @@ def write_parametric_map(
         content_description=f"{method} saliency map"[:64],
         series_description=(series_description or f"Saliency map ({method})")[:64],
     )
-    pmap.Laterality = datasets[0].get("Laterality", "")   # see the module docstring
+    pmap.SharedFunctionalGroupsSequence[0].FrameAnatomySequence = [
+        _frame_anatomy_group(region, laterality)]
+    _frames_in_increasing_position(pmap)
     _save(pmap, path)
     return pmap
 
@@ -388,6 +565,18 @@ def write_parametric_map(
 # --------------------------------------------------------------------------------------------
 # SEG
 # --------------------------------------------------------------------------------------------
+def _cielab(rgb: Sequence[int]) -> hd.color.CIELabColor:
+    """``(R, G, B)`` 0-255 as highdicom's CIELab colour, or ValueError saying what is wrong."""
+    try:
+        values = [float(v) for v in rgb]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 3 or not all(v.is_integer() and 0 <= v <= 255 for v in values):
+        raise ValueError(f"write_seg: display_color must be three integers 0-255 (R, G, B); got "
+                         f"{rgb!r}.")
+    return hd.color.CIELabColor.from_rgb(*(int(v) for v in values))
+
+
 def write_seg(
     map_volume: MapLike,
     source_datasets: SourceLike,
@@ -399,6 +588,8 @@ def write_seg(
     series_description: Optional[str] = None,
     series_instance_uid: Optional[str] = None,
     sop_instance_uid: Optional[str] = None,
+    display_color: Sequence[int] = SALIENT_REGION_RGB,
+    anatomic_region: Optional[RegionLike] = None,
 ) -> hd.seg.Segmentation:
     """Write ``map >= threshold`` as a binary DICOM Segmentation over the source image.
 
@@ -412,10 +603,20 @@ def write_seg(
             and in the algorithm identification (with the threshold as a parameter).
         series_number, series_description, series_instance_uid, sop_instance_uid: as for
             :func:`write_parametric_map`.
+        display_color: recommended display colour of the segment, ``(R, G, B)`` integers 0-255
+            (stored as Recommended Display CIELab Value); default :data:`SALIENT_REGION_RGB`.
+        anatomic_region: anatomic region of the segment, as for :func:`write_parametric_map`;
+            default: the source's, left out when the source names none.
 
     Returns:
-        The :class:`highdicom.seg.Segmentation`: one segment (number 1), every source frame
-        present (empty frames are kept, so each frame references its source).
+        The :class:`highdicom.seg.Segmentation`: one segment (number 1) with segmented property
+        category SCT "Spatial and Relational Concept" and type the map's quantity (DCM
+        "Saliency" / "Gradient-weighted class activation"), every source frame present (empty
+        frames are kept, so each frame references its source).
+
+    Raises:
+        ValueError: the map holds NaN/inf, a non-finite threshold, a ``display_color`` that is not
+            three integers 0-255, or a bad ``anatomic_region``.
     """
     datasets = load_source_datasets(source_datasets)
     datasets, array = _align(map_volume, datasets, "write_seg")
@@ -427,6 +628,8 @@ def write_seg(
         if not np.all(np.isfinite(array)):
             raise ValueError("write_seg: the map holds NaN or infinite values.")
         mask = array >= float(threshold)
+    color = _cielab(display_color)
+    region = _resolve_region(anatomic_region, "write_seg") or _source_anatomy(datasets[0])[0]
     sources = _prepare_sources(datasets)
     label = f"{method} saliency >= {float(threshold):g}"[:64]
     description = hd.seg.SegmentDescription(
@@ -441,6 +644,8 @@ def write_seg(
             version=_software_version(),
             parameters={"method": method, "threshold": f"{float(threshold):g}"},
         ),
+        anatomic_regions=[region] if region is not None else None,
+        display_color=color,
     )
     seg = hd.seg.Segmentation(
         source_images=sources,

@@ -11,8 +11,9 @@ Three objects, all filed in the study of their source images and referencing the
   (segmented property category SCT "Spatial and Relational Concept", type the map's quantity) and
   recommended display colour are what 3D Slicer shows.
 * :func:`write_scorecard_sr` - the trust scorecard as a **Comprehensive SR** with a TID 1500
-  Measurement Report: one measurement group (TID 1501) per method x criterion holding the value
-  (units ``1``), its baseline when there is one, and pass/fail as a qualitative evaluation. Beside
+  Measurement Report: one measurement group (TID 1501) per method, a row of the scorecard: per
+  criterion its value (AUPRC or SSIM, each criterion its own concept, units ``1``) and baseline,
+  and its verdict (pass / fail / undecided) as a qualitative evaluation. Beside
   it, ``<stem>.json`` (the whole scorecard, including what SR does not hold well: the
   randomization curves, the pass rules, reasons for NaN) and ``<stem>.csv`` (one row per
   measurement group): for a :class:`SaliencyTrustLib.criteria.Scorecard` its own
@@ -85,7 +86,8 @@ from .dicom_read import expand_dicom_inputs
 from .errors import InputError
 
 __all__ = [
-    "MANUFACTURER", "MODEL_NAME", "CODING_SCHEME", "CRITERION_CODES", "PASSED_CODE", "CSV_COLUMNS",
+    "MANUFACTURER", "MODEL_NAME", "CODING_SCHEME", "CRITERIA_ORDER", "CRITERION_CODES",
+    "BASELINE_CODES", "VERDICT_CODES", "VERDICT_VALUES", "CSV_COLUMNS",
     "UNSPECIFIED_ANATOMIC_REGION", "FRAME_LATERALITIES", "SALIENT_REGION_RGB",
     "load_source_datasets", "write_parametric_map", "write_seg", "write_scorecard_sr",
     "scorecard_rows", "write_scorecard_files", "ParametricMapWriter", "SegWriter",
@@ -105,20 +107,40 @@ def _code(value: str, meaning: str) -> hd.sr.CodedConcept:
     return hd.sr.CodedConcept(value=value, scheme_designator=CODING_SCHEME, meaning=meaning)
 
 
-#: Measurement name of each criterion (the value the scorecard reports for it), under the names
-#: of :mod:`SaliencyTrustLib.criteria` (``Scorecard`` rows) and of its functions.
+#: Criteria of :mod:`SaliencyTrustLib.criteria` in report order (the SR's column order), and the
+#: other names the scorecard rows may give them (the criteria functions' names).
+CRITERIA_ORDER = ("localization", "randomization", "repeatability", "reproducibility")
+CRITERION_ALIASES = {"localization_utility": "localization",
+                     "randomization_sensitivity": "randomization"}
+#: Per criterion, the three concepts of the SR: the value the scorecard reports (a quantity named
+#: with its metric: AUPRC or SSIM, both unitless, UCUM ``1``), its baseline, and the verdict (a
+#: qualitative evaluation valued SCT Yes / No / Indeterminate). Distinct codes for every column,
+#: so a reader that builds one table column per concept (3D Slicer's QuantitativeReporting) never
+#: puts an SSIM under an AUPRC heading.
 CRITERION_CODES: Dict[str, hd.sr.CodedConcept] = {
     "localization": _code("LOCUTIL", "Localization utility (AUPRC)"),
     "randomization": _code("RANDSENS", "Randomization sensitivity (SSIM)"),
     "repeatability": _code("REPEAT", "Repeatability (SSIM)"),
     "reproducibility": _code("REPROD", "Reproducibility (SSIM)"),
 }
-CRITERION_CODES["localization_utility"] = CRITERION_CODES["localization"]
-CRITERION_CODES["randomization_sensitivity"] = CRITERION_CODES["randomization"]
-#: Name of a criterion's baseline measurement.
-BASELINE_CODE = _code("BASELINE", "Criterion baseline")
-#: Qualitative evaluation name; its value is SCT Yes / No / Indeterminate.
-PASSED_CODE = _code("PASSED", "Trust criterion passed")
+BASELINE_CODES: Dict[str, hd.sr.CodedConcept] = {
+    "localization": _code("LOCUTILBL", "Localization utility baseline (AUPRC)"),
+    "randomization": _code("RANDSENSBL", "Randomization sensitivity baseline (SSIM)"),
+    "repeatability": _code("REPEATBL", "Repeatability baseline (SSIM)"),
+    "reproducibility": _code("REPRODBL", "Reproducibility baseline (SSIM)"),
+}
+VERDICT_CODES: Dict[str, hd.sr.CodedConcept] = {
+    "localization": _code("LOCUTILPASS", "Localization utility criterion passed"),
+    "randomization": _code("RANDSENSPASS", "Randomization sensitivity criterion passed"),
+    "repeatability": _code("REPEATPASS", "Repeatability criterion passed"),
+    "reproducibility": _code("REPRODPASS", "Reproducibility criterion passed"),
+}
+for _alias, _criterion in CRITERION_ALIASES.items():
+    for _table in (CRITERION_CODES, BASELINE_CODES, VERDICT_CODES):
+        _table[_alias] = _table[_criterion]
+del _alias, _criterion, _table
+#: Value of a verdict: passed, failed, undecided (the scorecard's True / False / None).
+VERDICT_VALUES = {True: codes.SCT.Yes, False: codes.SCT.No, None: codes.SCT.Indeterminate}
 #: The procedure the SR reports on.
 PROCEDURE_CODE = _code("SALTRUST", "Saliency map trustworthiness assessment")
 #: Quantity of the Parametric Map / segmented property type of the SEG (DICOM CID 217).
@@ -750,12 +772,31 @@ def scorecard_rows(scorecard: Any) -> List[Dict[str, Any]]:
     return rows
 
 
-def _criterion_code(criterion: str, metric: str) -> hd.sr.CodedConcept:
-    if criterion in CRITERION_CODES:
-        return CRITERION_CODES[criterion]
-    value = "".join(c for c in criterion.upper() if c.isalnum())[:16] or "CRITERION"
-    meaning = criterion.replace("_", " ").capitalize() + (f" ({metric})" if metric else "")
-    return _code(value, meaning[:64])
+def _criterion_key(criterion: str) -> str:
+    """The criterion's name in :data:`CRITERIA_ORDER` (aliases resolved); others as given."""
+    return CRITERION_ALIASES.get(criterion, criterion)
+
+
+def _criterion_concepts(criterion: str, metric: str) -> Tuple[hd.sr.CodedConcept,
+                                                              hd.sr.CodedConcept,
+                                                              hd.sr.CodedConcept]:
+    """``(value, baseline, verdict)`` concepts of a criterion; a criterion outside
+    :data:`CRITERIA_ORDER` gets private codes derived from its name (and metric)."""
+    key = _criterion_key(criterion)
+    if key in CRITERION_CODES:
+        return CRITERION_CODES[key], BASELINE_CODES[key], VERDICT_CODES[key]
+    stem = "".join(c for c in key.upper() if c.isalnum())[:12] or "CRITERION"
+    name = key.replace("_", " ").capitalize()
+    metric = f" ({metric})" if metric else ""
+    return (_code(stem, f"{name}{metric}"[:64]), _code(f"{stem}BL", f"{name} baseline{metric}"[:64]),
+            _code(f"{stem}PASS", f"{name} criterion passed"[:64]))
+
+
+def _undefined(value: Optional[float]) -> Code:
+    """Why a number is not in the SR (DICOM CID 42 Numeric Value Qualifier)."""
+    if value is not None and math.isinf(value):
+        return codes.DCM.PositiveInfinity if value > 0 else codes.DCM.NegativeInfinity
+    return codes.DCM.NotANumber
 
 
 def _json_default(value: Any) -> Any:
@@ -805,6 +846,51 @@ def write_scorecard_files(scorecard: Any, json_path: Union[str, os.PathLike],
     return json_path, csv_path
 
 
+def _columns(rows: List[Dict[str, Any]]) -> List[Tuple[str, str, bool]]:
+    """``(criterion, metric, has baseline)`` of the SR's columns: the criteria of ``rows`` in
+    report order (others after, as first met; metric: the first row's), with a baseline column
+    when any method has a finite baseline for it."""
+    metrics: Dict[str, str] = {}
+    for row in rows:
+        metrics.setdefault(_criterion_key(row["criterion"]), row["metric"])
+    keys = sorted(metrics, key=lambda k: (CRITERIA_ORDER.index(k) if k in CRITERIA_ORDER
+                                          else len(CRITERIA_ORDER)))
+    return [(key, metrics[key], any(_finite(r["baseline"]) for r in rows
+                                    if _criterion_key(r["criterion"]) == key)) for key in keys]
+
+
+def _method_group(method: str, by_criterion: Mapping[str, Dict[str, Any]],
+                  columns: List[Tuple[str, str, bool]], version: str,
+                  ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """The measurement group (TID 1501) of one method; see :func:`write_scorecard_sr`."""
+    measurements, evaluations = [], []
+    for key, metric, has_baseline in columns:
+        row = by_criterion.get(key)
+        value_code, baseline_code, verdict_code = _criterion_concepts(key, metric)
+        if row is None:
+            evaluations.append(hd.sr.QualitativeEvaluation(
+                name=value_code, value=codes.DCM.MeasurementNotAttempted))
+            continue
+        numbers = [(value_code, row["value"])]
+        if has_baseline:
+            numbers.append((baseline_code, row["baseline"]))
+        for concept, number in numbers:
+            if _finite(number):
+                measurements.append(hd.sr.Measurement(name=concept, value=float(number),
+                                                      unit=codes.UCUM.NoUnits))
+            else:
+                evaluations.append(hd.sr.QualitativeEvaluation(name=concept,
+                                                               value=_undefined(number)))
+        evaluations.append(hd.sr.QualitativeEvaluation(name=verdict_code,
+                                                       value=VERDICT_VALUES[row["passed"]]))
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=method[:64]),
+        algorithm_id=hd.sr.AlgorithmIdentification(name=method[:64], version=version),
+        measurements=measurements or None,
+        qualitative_evaluations=evaluations or None,
+    )
+
+
 def write_scorecard_sr(
     scorecard: Any,
     source_datasets: SourceLike,
@@ -820,12 +906,29 @@ def write_scorecard_sr(
     """Write the trust scorecard as a DICOM Comprehensive SR (TID 1500 Measurement Report).
 
     Content: observer = this software (device), procedure reported = 99SALTRUST "Saliency map
-    trustworthiness assessment"; one Measurements group (TID 1501) per method x criterion, with
-    tracking identifier ``"<method> <criterion>"``, algorithm identification = the method, a
-    measurement (99SALTRUST criterion code, e.g. ``LOCUTIL`` "Localization utility (mean AUPRC)",
-    UCUM ``1``), a ``BASELINE`` measurement when the scorecard has one, and the qualitative
-    evaluation ``PASSED`` = SCT Yes / No, or Indeterminate when undefined. An undefined (NaN)
-    value is left out of the SR (DICOM numbers cannot be NaN); the JSON keeps it and its reason.
+    trustworthiness assessment", and **one measurement group (TID 1501) per method** (tracking
+    identifier and algorithm name = the method), laid out as a row of the scorecard:
+
+    * measurements, in the same order in every group, per criterion of the scorecard (report
+      order: localization, randomization, repeatability, reproducibility, then any other): its
+      value (:data:`CRITERION_CODES`, e.g. ``LOCUTIL`` "Localization utility (AUPRC)",
+      ``REPEAT`` "Repeatability (SSIM)") and, when any method has one, its baseline
+      (:data:`BASELINE_CODES`), all UCUM ``1`` (AUPRC and SSIM are unitless);
+    * qualitative evaluations: the verdict of each criterion (:data:`VERDICT_CODES`, e.g.
+      ``LOCUTILPASS`` = SCT Yes / No / Indeterminate for pass / fail / undecided); for a value
+      that is undefined (None, NaN: DICOM numbers cannot be NaN) the value's concept = DCM
+      "Not a number" (or "Positive/Negative Infinity"); for a criterion the method was not scored
+      on, the value's concept = DCM "Measurement not attempted" (and no verdict).
+
+    Why per method: 3D Slicer's QuantitativeReporting plugin (via dcmqi's ``tid1500reader``)
+    shows one row per group and takes the column headings from the first group's measurements,
+    filling the other rows by position. One group per method x criterion put every criterion's
+    value under the first criterion's heading (SSIM under "AUPRC"). Per method, every row has
+    the same columns; the first group is a method with every value defined when there is one.
+    A row whose value is undefined has fewer measurements and shows its later values one column
+    early in that plugin (it has no empty cell; the value's "Not a number" evaluation says so).
+    The plugin lists no qualitative evaluations: verdicts are in the SR and in ``tid1500reader``'s
+    JSON (``qualitativeEvaluations``), not in Slicer's table.
 
     Args:
         scorecard: ``Scorecard``, its ``to_dict()``, or rows (see :func:`scorecard_rows`).
@@ -856,25 +959,20 @@ def write_scorecard_sr(
             uid=generate_uid(entropy_srcs=[MANUFACTURER, MODEL_NAME, version]),
             name=MODEL_NAME, manufacturer_name=MANUFACTURER, model_name=version),
     )
-    groups = []
+    columns = _columns(rows)
+    by_method: Dict[str, Dict[str, Dict[str, Any]]] = {}
     for row in rows:
-        measurements = []
-        if _finite(row["value"]):
-            measurements.append(hd.sr.Measurement(
-                name=_criterion_code(row["criterion"], row["metric"]),
-                value=float(row["value"]), unit=codes.UCUM.NoUnits))
-        if _finite(row["baseline"]):
-            measurements.append(hd.sr.Measurement(
-                name=BASELINE_CODE, value=float(row["baseline"]), unit=codes.UCUM.NoUnits))
-        verdict = {True: codes.SCT.Yes, False: codes.SCT.No, None: codes.SCT.Indeterminate}
-        groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(
-                uid=hd.UID(), identifier=f"{row['method']} {row['criterion']}"[:64]),
-            algorithm_id=hd.sr.AlgorithmIdentification(name=row["method"][:64], version=version),
-            measurements=measurements or None,
-            qualitative_evaluations=[hd.sr.QualitativeEvaluation(
-                name=PASSED_CODE, value=verdict[row["passed"]])],
-        ))
+        by_method.setdefault(row["method"], {})[_criterion_key(row["criterion"])] = row
+
+    def complete(method: str) -> bool:
+        cells = by_method[method]
+        return all(key in cells and _finite(cells[key]["value"])
+                   and (not has_baseline or _finite(cells[key]["baseline"]))
+                   for key, _, has_baseline in columns)
+
+    # a complete row first: its measurements give the plugin's column headings
+    methods = sorted(by_method, key=lambda m: not complete(m))
+    groups = [_method_group(m, by_method[m], columns, version) for m in methods]
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=PROCEDURE_CODE,

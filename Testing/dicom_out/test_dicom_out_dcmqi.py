@@ -229,3 +229,23 @@ def test_bad_anatomy_arguments_are_refused_with_the_fix(cxr_case, cr_source, key
 def test_bad_display_colour_is_refused(cxr_case, cr_source, color):
     with pytest.raises(ValueError, match="display_color must be three integers 0-255"):
         write_seg(_normalized(ImageVolume(cxr_case.image)), cr_source, display_color=color)
+
+
+def test_the_bundles_parametric_map_writer_makes_maps_dcmqi_converts(tmp_path, dcmqi, cxr_case,
+                                                                     cr_source):
+    """The writer as MonaiBundle/configs/inference.json builds it (``save_dicom_maps``)."""
+    from pathlib import Path
+
+    from monai.bundle import ConfigParser
+
+    config = Path(__file__).resolve().parents[2] / "MonaiBundle" / "configs" / "inference.json"
+    writer_config = json.loads(config.read_text())["save_dicom_maps"]["writer"]
+    writer = ConfigParser({"writer": writer_config}).get_parsed_content("writer")
+    saliency = _normalized(ImageVolume(cxr_case.image))
+    writer(saliency, cr_source, tmp_path / "pm.dcm")
+    assert dciodvfy(tmp_path / "pm.dcm").errors == []
+    image_path, meta = _paramap2itkimage(dcmqi, tmp_path / "pm.dcm", tmp_path / "dcmqi")
+    converted, _, spacing, _ = _read_itk(image_path)
+    np.testing.assert_array_equal(converted[0], saliency[0].astype(np.float32))
+    np.testing.assert_allclose(spacing[:2], cr_source.PixelSpacing)
+    assert meta["AnatomicRegionSequence"]["CodeMeaning"] == "Chest"   # Body Part Examined CHEST

@@ -521,7 +521,7 @@ def write_parametric_map(
         source_datasets: the source image(s) (see :func:`load_source_datasets`).
         path: where to save the object (``.dcm``); not saved when None.
         method: saliency method name, recorded in the content description, the Real World Value
-            Mapping's explanation and its quantity (GradCAM -> DCM 130402 "Gradient-weighted class
+            Mapping's explanation and its quantity (GradCAM -> DCM 130403 "Gradient-weighted class
             activation", else DCM 130404 "Saliency").
         series_number: Series Number of the new series.
         series_description: default ``"Saliency map (<method>)"``.
@@ -788,7 +788,8 @@ def _criterion_concepts(criterion: str, metric: str) -> Tuple[hd.sr.CodedConcept
     stem = "".join(c for c in key.upper() if c.isalnum())[:12] or "CRITERION"
     name = key.replace("_", " ").capitalize()
     metric = f" ({metric})" if metric else ""
-    return (_code(stem, f"{name}{metric}"[:64]), _code(f"{stem}BL", f"{name} baseline{metric}"[:64]),
+    return (_code(stem, f"{name}{metric}"[:64]),
+            _code(f"{stem}BL", f"{name} baseline{metric}"[:64]),
             _code(f"{stem}PASS", f"{name} criterion passed"[:64]))
 
 

@@ -1,32 +1,40 @@
-"""The trust scorecard as a DICOM Comprehensive SR (TID 1500), with its JSON and CSV beside it."""
+"""The trust scorecard as a DICOM Comprehensive SR (TID 1500), with its JSON and CSV beside it.
+
+The SR is read back with highdicom and with dcmqi's ``tid1500reader`` (what 3D Slicer's
+QuantitativeReporting plugin runs), and the table that plugin builds from the reader's JSON is
+rebuilt here to check that every value sits under its own heading.
+"""
 
 import csv
 import json
 import math
+from collections import Counter
 
 import highdicom as hd
 import pytest
 from pydicom.sr.codedict import codes
 
-from SaliencyTrustLib.io.dicom_write import (CRITERION_CODES, PASSED_CODE, scorecard_rows,
+from SaliencyTrustLib.io.dicom_write import (BASELINE_CODES, CRITERION_CODES, VERDICT_CODES,
+                                              VERDICT_VALUES, scorecard_rows,
                                               write_parametric_map, write_scorecard_sr)
 from support.validate import dciodvfy
 
 CRITERIA = ("localization_utility", "randomization_sensitivity", "repeatability",
             "reproducibility")
+METRIC = {"localization_utility": "AUPRC"}   # the others: SSIM
 
 
 def _scorecard():
     """Two methods x four criteria, one undefined value (constant maps), one curve."""
     rows = {}
-    for offset, method in enumerate(("gradcam", "integrated_gradients")):
+    for offset, method in enumerate(("integrated_gradients", "gradcam")):
         rows[method] = {}
         for index, criterion in enumerate(CRITERIA):
             rows[method][criterion] = {
                 "value": 0.1 * (index + 1) + 0.05 * offset,
                 "baseline": 0.2 + 0.01 * index,
                 "passed": (index + offset) % 2 == 0,
-                "metric": "AUPRC" if criterion == "localization_utility" else "SSIM",
+                "metric": METRIC.get(criterion, "SSIM"),
             }
     rows["integrated_gradients"]["repeatability"].update(
         value=float("nan"), passed=None, reason="constant maps: SSIM undefined")
@@ -38,7 +46,39 @@ def _groups_by_identifier(sr):
     return {str(g.tracking_identifier): g for g in sr.content.get_image_measurement_groups()}
 
 
-def test_sr_holds_one_group_per_method_and_criterion_and_is_valid(tmp_path, ct_sources):
+def _tid1500reader(dcmqi, sr_path, json_path):
+    dcmqi("tid1500reader", "--inputDICOM", sr_path, "--outputMetadata", json_path)
+    return json.loads(json_path.read_text())
+
+
+def _quantitative_reporting_table(reader_json):
+    """The table 3D Slicer's QuantitativeReporting builds from ``tid1500reader``'s JSON
+    (DICOMTID1500Plugin.metadata2vtkTableNode, QIICR/QuantitativeReporting): headings
+    "<quantity meaning> [<unit code>]" from the *first* group's measurement items (duplicates
+    numbered), then one row per group, "Tracking Identifier" and the group's values by position.
+
+    Returns ``(headings, {tracking identifier: {heading: value text}})``."""
+    groups = reader_json["Measurements"]
+    headings = []
+    for item in groups[0]["measurementItems"]:
+        name = (item.get("derivationModifier") or item["quantity"])["CodeMeaning"]
+        unit = item["units"]["CodeValue"].replace("[", "").replace("]", "")
+        headings.append(f"{name} [{unit}]")
+    for heading, count in Counter(headings).items():
+        if count > 1:
+            raise AssertionError(f"duplicate column heading {heading!r}")
+    table = {}
+    for group in groups:
+        values = [item["value"] for item in group["measurementItems"]]
+        table[group["TrackingIdentifier"]] = dict(zip(headings, values))
+    return headings, table
+
+
+def _heading(code):
+    return f"{code.meaning} [1]"
+
+
+def test_sr_holds_one_group_per_method_with_every_criterion_and_is_valid(tmp_path, ct_sources):
     scorecard = _scorecard()
     path = tmp_path / "scorecard.dcm"
     write_scorecard_sr(scorecard, ct_sources, path)
@@ -56,23 +96,119 @@ def test_sr_holds_one_group_per_method_and_criterion_and_is_valid(tmp_path, ct_s
         ct_sources[0].SeriesInstanceUID
 
     groups = _groups_by_identifier(sr)
-    assert len(groups) == 8
+    assert list(groups) == ["gradcam", "integrated_gradients"]   # the complete row first
     for method, per_criterion in scorecard["methods"].items():
+        group = groups[method]
+        measurements = {m.name.value: m for m in group.get_measurements()}
+        evaluations = {e.name.value: e.value.value for e in group.get_qualitative_evaluations()}
         for criterion, item in per_criterion.items():
-            group = groups[f"{method} {criterion}"]
-            measurements = {m.name.value: m for m in group.get_measurements()}
-            code = CRITERION_CODES[criterion]
-            if math.isnan(item["value"]):
-                assert code.value not in measurements       # NaN has no DICOM number
+            value_code = CRITERION_CODES[criterion]
+            if math.isnan(item["value"]):                      # NaN has no DICOM number
+                assert value_code.value not in measurements
+                assert evaluations[value_code.value] == codes.DCM.NotANumber.value
             else:
-                assert measurements[code.value].value == pytest.approx(item["value"])
-                assert measurements[code.value].unit.value == "1"
-            assert measurements["BASELINE"].value == pytest.approx(item["baseline"])
-            (evaluation,) = group.get_qualitative_evaluations()
-            assert evaluation.name.value == PASSED_CODE.value
-            expected = {True: codes.SCT.Yes, False: codes.SCT.No,
-                        None: codes.SCT.Indeterminate}[item["passed"]]
-            assert evaluation.value.value == expected.value
+                assert measurements[value_code.value].value == pytest.approx(item["value"])
+                assert measurements[value_code.value].unit.value == "1"
+            baseline = measurements[BASELINE_CODES[criterion].value]
+            assert baseline.value == pytest.approx(item["baseline"])
+            assert evaluations[VERDICT_CODES[criterion].value] == \
+                VERDICT_VALUES[item["passed"]].value
+
+
+def test_tid1500reader_gives_each_value_its_own_column_and_every_verdict(tmp_path, dcmqi,
+                                                                       ct_sources):
+    scorecard = _scorecard()
+    path = tmp_path / "scorecard.dcm"
+    write_scorecard_sr(scorecard, ct_sources, path)
+    reader_json = _tid1500reader(dcmqi, path, tmp_path / "reader.json")
+    assert reader_json["procedureReported"]["CodeValue"] == "SALTRUST"
+    assert reader_json["observerContext"]["ObserverType"] == "DEVICE"
+
+    # the reader's columns: concept name, value and units of every measurement, verdicts present
+    for group in reader_json["Measurements"]:
+        method = group["TrackingIdentifier"]
+        assert group["measurementAlgorithmIdentification"]["AlgorithmName"] == method
+        items = {m["quantity"]["CodeValue"]: m for m in group["measurementItems"]}
+        verdicts = {q["conceptCode"]["CodeValue"]: q["conceptValue"]["CodeValue"]
+                    for q in group["qualitativeEvaluations"]}
+        for criterion, expected in scorecard["methods"][method].items():
+            for code, number in ((CRITERION_CODES[criterion], expected["value"]),
+                                 (BASELINE_CODES[criterion], expected["baseline"])):
+                if math.isnan(number):
+                    assert code.value not in items
+                    assert verdicts[code.value] == codes.DCM.NotANumber.value
+                    continue
+                item = items[code.value]
+                assert item["quantity"] == {"CodeValue": code.value, "CodeMeaning": code.meaning,
+                                            "CodingSchemeDesignator": "99SALTRUST"}
+                assert float(item["value"]) == pytest.approx(number, abs=1e-12)
+                assert item["units"] == {"CodeValue": "1", "CodeMeaning": "no units",
+                                         "CodingSchemeDesignator": "UCUM"}
+            assert verdicts[VERDICT_CODES[criterion].value] == \
+                VERDICT_VALUES[expected["passed"]].value
+            value_item = items.get(CRITERION_CODES[criterion].value)
+            if value_item is not None:       # AUPRC and SSIM are named apart
+                assert f"({METRIC.get(criterion, 'SSIM')})" in value_item["quantity"]["CodeMeaning"]
+
+    # the table 3D Slicer shows: one heading per quantity, each value under its own heading
+    headings, table = _quantitative_reporting_table(reader_json)
+    assert headings == [_heading(code[c]) for c in CRITERIA
+                        for code in (CRITERION_CODES, BASELINE_CODES)]
+    complete = scorecard["methods"]["gradcam"]
+    for criterion in CRITERIA:
+        assert float(table["gradcam"][_heading(CRITERION_CODES[criterion])]) == \
+            pytest.approx(complete[criterion]["value"])
+        assert float(table["gradcam"][_heading(BASELINE_CODES[criterion])]) == \
+            pytest.approx(complete[criterion]["baseline"])
+    # the row with an undefined repeatability: right up to it (later cells move one column
+    # early in that plugin, which fills rows by position; the SR marks the value Not a number)
+    partial = scorecard["methods"]["integrated_gradients"]
+    for criterion in CRITERIA[:2]:
+        assert float(table["integrated_gradients"][_heading(CRITERION_CODES[criterion])]) == \
+            pytest.approx(partial[criterion]["value"])
+        assert float(table["integrated_gradients"][_heading(BASELINE_CODES[criterion])]) == \
+            pytest.approx(partial[criterion]["baseline"])
+
+
+def test_a_criterion_not_scored_for_a_method_is_marked_not_attempted(tmp_path, dcmqi, ct_sources):
+    rows = [
+        {"method": "xrai", "criterion": "repeatability", "value": 0.9, "baseline": 0.8,
+         "passed": True, "metric": "SSIM"},
+        {"method": "gradcam", "criterion": "localization", "value": 0.4, "baseline": 0.3,
+         "passed": True, "metric": "AUPRC"},
+        {"method": "gradcam", "criterion": "repeatability", "value": 0.7, "baseline": 0.8,
+         "passed": False, "metric": "SSIM"},
+    ]
+    path = tmp_path / "partial.dcm"
+    write_scorecard_sr({"rows": rows}, ct_sources, path)
+    assert dciodvfy(path).errors == []
+    reader_json = _tid1500reader(dcmqi, path, tmp_path / "reader.json")
+    first, second = reader_json["Measurements"]
+    assert (first["TrackingIdentifier"], second["TrackingIdentifier"]) == ("gradcam", "xrai")
+    assert [m["quantity"]["CodeValue"] for m in first["measurementItems"]] == [
+        "LOCUTIL", "LOCUTILBL", "REPEAT", "REPEATBL"]
+    verdicts = {q["conceptCode"]["CodeValue"]: q["conceptValue"]["CodeMeaning"]
+                for q in second["qualitativeEvaluations"]}
+    assert verdicts == {"LOCUTIL": "Measurement not attempted", "REPEATPASS": "Yes"}
+    headings, table = _quantitative_reporting_table(reader_json)
+    assert table["gradcam"] == {_heading(CRITERION_CODES["localization"]): "0.4",
+                                _heading(BASELINE_CODES["localization"]): "0.3",
+                                _heading(CRITERION_CODES["repeatability"]): "0.7",
+                                _heading(BASELINE_CODES["repeatability"]): "0.8"}
+
+
+def test_a_criterion_outside_the_paper_gets_its_own_consistent_codes(tmp_path, ct_sources):
+    rows = [{"method": m, "criterion": "faithfulness", "value": v, "baseline": None,
+             "passed": p, "metric": "AOPC"} for m, v, p in (("a", 0.5, True), ("b", 0.1, False))]
+    write_scorecard_sr({"rows": rows}, ct_sources, tmp_path / "sr.dcm", sidecar=False)
+    groups = _groups_by_identifier(hd.sr.srread(tmp_path / "sr.dcm"))
+    for method, value in (("a", 0.5), ("b", 0.1)):
+        (measurement,) = groups[method].get_measurements()     # no baseline column
+        assert (measurement.name.value, measurement.name.meaning) == ("FAITHFULNESS",
+                                                                      "Faithfulness (AOPC)")
+        assert measurement.value == pytest.approx(value)
+        (verdict,) = groups[method].get_qualitative_evaluations()
+        assert verdict.name.value == "FAITHFULNESSPASS"
 
 
 def test_json_and_csv_beside_the_sr_hold_what_sr_does_not(tmp_path, ct_sources):
@@ -90,7 +226,7 @@ def test_json_and_csv_beside_the_sr_hold_what_sr_does_not(tmp_path, ct_sources):
                      and r["criterion"] == "repeatability")
     assert undefined["value"] == "" and undefined["passed"] == ""
     assert "constant maps" in undefined["reason"]
-    first = next(r for r in rows if r["method"] == "gradcam"
+    first = next(r for r in rows if r["method"] == "integrated_gradients"
                  and r["criterion"] == "localization_utility")
     assert (float(first["value"]), first["passed"], first["metric"]) == (0.1, "pass", "AUPRC")
 
@@ -137,11 +273,21 @@ def test_criteria_scorecard_is_written_with_its_own_json_and_csv(tmp_path, ct_so
     assert dciodvfy(path).errors == []
 
     groups = _groups_by_identifier(hd.sr.srread(path))
-    assert set(groups) == {"gradcam localization", "gradcam randomization", "xrai repeatability"}
-    measured = {m.name.value: m.value for m in groups["gradcam randomization"].get_measurements()}
-    assert measured == {CRITERION_CODES["randomization"].value: pytest.approx(0.12),
-                        "BASELINE": pytest.approx(0.18)}
-    (undecided,) = groups["xrai repeatability"].get_qualitative_evaluations()
-    assert undecided.value.value == codes.SCT.Indeterminate.value
+    assert list(groups) == ["gradcam", "xrai"]
+    measured = {m.name.value: m.value for m in groups["gradcam"].get_measurements()}
+    assert measured == {"LOCUTIL": pytest.approx(0.31), "LOCUTILBL": pytest.approx(0.27),
+                        "RANDSENS": pytest.approx(0.12), "RANDSENSBL": pytest.approx(0.18)}
+    evaluations = {e.name.value: e.value.value
+                   for e in groups["gradcam"].get_qualitative_evaluations()}
+    assert evaluations == {"LOCUTILPASS": codes.SCT.Yes.value, "RANDSENSPASS": codes.SCT.Yes.value,
+                           "REPEAT": codes.DCM.MeasurementNotAttempted.value}
+    measured = {m.name.value: m.value for m in groups["xrai"].get_measurements()}
+    assert measured == {"REPEATBL": pytest.approx(0.8)}
+    evaluations = {e.name.value: e.value.value
+                   for e in groups["xrai"].get_qualitative_evaluations()}
+    assert evaluations == {"LOCUTIL": codes.DCM.MeasurementNotAttempted.value,
+                           "RANDSENS": codes.DCM.MeasurementNotAttempted.value,
+                           "REPEAT": codes.DCM.NotANumber.value,
+                           "REPEATPASS": codes.SCT.Indeterminate.value}
     assert (tmp_path / "card.json").read_text() == card.to_json()
     assert (tmp_path / "card.csv").read_text() == card.to_csv()

@@ -7,10 +7,13 @@ Three objects, all filed in the study of their source images and referencing the
   source's pixel grid, frame of reference and plane positions, so a DICOM viewer overlays it on
   the original.
 * :func:`write_seg` - the map thresholded (``map >= threshold``) as a binary **Segmentation**; the
-  segment label and the algorithm parameters name the method and the threshold.
+  segment label and the algorithm parameters name the method and the threshold, its terminology
+  (segmented property category SCT "Spatial and Relational Concept", type the map's quantity) and
+  recommended display colour are what 3D Slicer shows.
 * :func:`write_scorecard_sr` - the trust scorecard as a **Comprehensive SR** with a TID 1500
-  Measurement Report: one measurement group (TID 1501) per method x criterion holding the value
-  (units ``1``), its baseline when there is one, and pass/fail as a qualitative evaluation. Beside
+  Measurement Report: one measurement group (TID 1501) per method, a row of the scorecard: per
+  criterion its value (AUPRC or SSIM, each criterion its own concept, units ``1``) and baseline,
+  and its verdict (pass / fail / undecided) as a qualitative evaluation. Beside
   it, ``<stem>.json`` (the whole scorecard, including what SR does not hold well: the
   randomization curves, the pass rules, reasons for NaN) and ``<stem>.csv`` (one row per
   measurement group): for a :class:`SaliencyTrustLib.criteria.Scorecard` its own
@@ -34,10 +37,27 @@ geometry ITK, SimpleITK, 3D Slicer and ``SaliencyTrustLib.io.read_image`` give a
 spaced by its Pixel Spacing (else Imager Pixel Spacing, else 1 mm). Both
 still reference the source instance, which is how viewers pair them with the radiograph.
 
-The only attribute set outside a highdicom constructor: the Parametric Map gets the General
-Series Laterality (type 2C) of its source, empty when the source has none, because highdicom 0.28
-leaves it out and the Parametric Map IOD has no Frame Anatomy functional group from highdicom to
-satisfy the condition otherwise (``dciodvfy`` reports it missing).
+Anatomy. The Parametric Map carries a **Frame Anatomy** functional group (shared by all frames):
+dcmqi's ``paramap2itkimage`` (what 3D Slicer's DICOMParametricMapPlugin runs) dereferences it
+unconditionally and crashes without it, and it satisfies the IOD's laterality condition. Its
+Anatomic Region is, first found: the ``anatomic_region`` argument; the source's Anatomic Region
+Sequence (top level or in its Frame Anatomy functional group); its Body Part Examined mapped through
+DICOM PS3.16 Annex L (highdicom's table); else :data:`UNSPECIFIED_ANATOMIC_REGION` (SCT "Body
+structure", which claims nothing). Its Frame Laterality: the ``frame_laterality`` argument, else the
+source's Frame / Image / series Laterality, else ``U`` (unpaired) unless Annex L says the region
+is paired, which is an error asking for ``frame_laterality`` (a guess would be a wrong side). The
+SEG's segment names the same region when it is known (not the unspecified default).
+
+Frame order. The Parametric Map stores its frames in increasing position along the row x column
+direction of the plane orientation, the order in which dcmqi's ``paramap2itkimage`` stacks them
+(it reads no per-frame position); highdicom 0.28 writes the opposite order, which 3D Slicer would
+show upside down along the slice axis.
+
+What is done outside a highdicom constructor, because highdicom 0.28 has no API for it: the Frame
+Anatomy functional group (its coded region is a highdicom :class:`~highdicom.sr.CodedConcept`; the
+item holding it and the Frame Laterality are the two attributes of PS3.3 C.7.6.16.2.8, set in
+:func:`_frame_anatomy_group`) and that frame order (highdicom's per-frame items and frames, moved
+together, in :func:`_frames_in_increasing_position`).
 
 Every writer is also a class (:class:`ParametricMapWriter`, :class:`SegWriter`,
 :class:`ScorecardSRWriter`) built from plain keyword arguments, for bundle configs (``_target_``).
@@ -58,6 +78,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
 from ..image import ImageVolume
@@ -65,7 +86,9 @@ from .dicom_read import expand_dicom_inputs
 from .errors import InputError
 
 __all__ = [
-    "MANUFACTURER", "MODEL_NAME", "CODING_SCHEME", "CRITERION_CODES", "PASSED_CODE", "CSV_COLUMNS",
+    "MANUFACTURER", "MODEL_NAME", "CODING_SCHEME", "CRITERIA_ORDER", "CRITERION_CODES",
+    "BASELINE_CODES", "VERDICT_CODES", "VERDICT_VALUES", "CSV_COLUMNS",
+    "UNSPECIFIED_ANATOMIC_REGION", "FRAME_LATERALITIES", "SALIENT_REGION_RGB",
     "load_source_datasets", "write_parametric_map", "write_seg", "write_scorecard_sr",
     "scorecard_rows", "write_scorecard_files", "ParametricMapWriter", "SegWriter",
     "ScorecardSRWriter",
@@ -84,20 +107,40 @@ def _code(value: str, meaning: str) -> hd.sr.CodedConcept:
     return hd.sr.CodedConcept(value=value, scheme_designator=CODING_SCHEME, meaning=meaning)
 
 
-#: Measurement name of each criterion (the value the scorecard reports for it), under the names
-#: of :mod:`SaliencyTrustLib.criteria` (``Scorecard`` rows) and of its functions.
+#: Criteria of :mod:`SaliencyTrustLib.criteria` in report order (the SR's column order), and the
+#: other names the scorecard rows may give them (the criteria functions' names).
+CRITERIA_ORDER = ("localization", "randomization", "repeatability", "reproducibility")
+CRITERION_ALIASES = {"localization_utility": "localization",
+                     "randomization_sensitivity": "randomization"}
+#: Per criterion, the three concepts of the SR: the value the scorecard reports (a quantity named
+#: with its metric: AUPRC or SSIM, both unitless, UCUM ``1``), its baseline, and the verdict (a
+#: qualitative evaluation valued SCT Yes / No / Indeterminate). Distinct codes for every column,
+#: so a reader that builds one table column per concept (3D Slicer's QuantitativeReporting) never
+#: puts an SSIM under an AUPRC heading.
 CRITERION_CODES: Dict[str, hd.sr.CodedConcept] = {
     "localization": _code("LOCUTIL", "Localization utility (AUPRC)"),
     "randomization": _code("RANDSENS", "Randomization sensitivity (SSIM)"),
     "repeatability": _code("REPEAT", "Repeatability (SSIM)"),
     "reproducibility": _code("REPROD", "Reproducibility (SSIM)"),
 }
-CRITERION_CODES["localization_utility"] = CRITERION_CODES["localization"]
-CRITERION_CODES["randomization_sensitivity"] = CRITERION_CODES["randomization"]
-#: Name of a criterion's baseline measurement.
-BASELINE_CODE = _code("BASELINE", "Criterion baseline")
-#: Qualitative evaluation name; its value is SCT Yes / No / Indeterminate.
-PASSED_CODE = _code("PASSED", "Trust criterion passed")
+BASELINE_CODES: Dict[str, hd.sr.CodedConcept] = {
+    "localization": _code("LOCUTILBL", "Localization utility baseline (AUPRC)"),
+    "randomization": _code("RANDSENSBL", "Randomization sensitivity baseline (SSIM)"),
+    "repeatability": _code("REPEATBL", "Repeatability baseline (SSIM)"),
+    "reproducibility": _code("REPRODBL", "Reproducibility baseline (SSIM)"),
+}
+VERDICT_CODES: Dict[str, hd.sr.CodedConcept] = {
+    "localization": _code("LOCUTILPASS", "Localization utility criterion passed"),
+    "randomization": _code("RANDSENSPASS", "Randomization sensitivity criterion passed"),
+    "repeatability": _code("REPEATPASS", "Repeatability criterion passed"),
+    "reproducibility": _code("REPRODPASS", "Reproducibility criterion passed"),
+}
+for _alias, _criterion in CRITERION_ALIASES.items():
+    for _table in (CRITERION_CODES, BASELINE_CODES, VERDICT_CODES):
+        _table[_alias] = _table[_criterion]
+del _alias, _criterion, _table
+#: Value of a verdict: passed, failed, undecided (the scorecard's True / False / None).
+VERDICT_VALUES = {True: codes.SCT.Yes, False: codes.SCT.No, None: codes.SCT.Indeterminate}
 #: The procedure the SR reports on.
 PROCEDURE_CODE = _code("SALTRUST", "Saliency map trustworthiness assessment")
 #: Quantity of the Parametric Map / segmented property type of the SEG (DICOM CID 217).
@@ -105,8 +148,19 @@ SALIENCY_QUANTITY = codes.DCM.Saliency
 GRADCAM_QUANTITY = codes.DCM.GradientWeightedClassActivation
 CLASS_ACTIVATION_QUANTITY = codes.DCM.ClassActivation
 
+#: Anatomic region of a map whose source names none: SCT 123037004 "Body structure", the most
+#: general anatomic concept (it says "some part of the body", nothing more).
+UNSPECIFIED_ANATOMIC_REGION = hd.sr.CodedConcept(value="123037004", scheme_designator="SCT",
+                                                 meaning="Body structure")
+#: Enumerated values of Frame Laterality (0020,9072): right, left, unpaired, both.
+FRAME_LATERALITIES = ("R", "L", "U", "B")
+#: Recommended display colour of the thresholded-map segment (sRGB 0-255; stored as CIELab):
+#: orange, the high end of the usual "hot" saliency colour maps.
+SALIENT_REGION_RGB = (255, 128, 0)
+
 SourceLike = Union[Dataset, str, os.PathLike, Sequence[Union[Dataset, str, os.PathLike]]]
 MapLike = Union[ImageVolume, np.ndarray]
+RegionLike = Union[str, Code, hd.sr.CodedConcept]
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,8 +364,140 @@ def _content_label(text: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# anatomy (Frame Anatomy of the Parametric Map, anatomic region of the SEG's segment)
+# --------------------------------------------------------------------------------------------
+def _body_part_regions() -> Dict[str, Tuple[hd.sr.CodedConcept, bool]]:
+    """PS3.16 Annex L: Body Part Examined defined term -> (SCT region, paired?), as highdicom
+    ships it (for its legacy converters); empty if this highdicom lacks the table."""
+    try:
+        from highdicom._standard_utils import get_anatomic_region_map
+    except ImportError:   # pragma: no cover - highdicom < 0.24
+        return {}
+    return get_anatomic_region_map()
+
+
+def _coded(value: Any) -> Optional[hd.sr.CodedConcept]:
+    """A code item of a source dataset as a CodedConcept; None when it is not a usable code."""
+    try:
+        return hd.sr.CodedConcept.from_dataset(value)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _source_anatomy(ds: Dataset) -> Tuple[Optional[hd.sr.CodedConcept], str]:
+    """``(anatomic region, laterality)`` a source image states (None / "" when it states none).
+
+    Region: its Anatomic Region Sequence, else the one in its Frame Anatomy functional group
+    (shared, else first frame), else its Body Part Examined through Annex L. Laterality: Frame
+    Laterality, else Image Laterality, else the series' Laterality (each only when it is one of
+    :data:`FRAME_LATERALITIES`)."""
+    shared = (ds.get("SharedFunctionalGroupsSequence") or [Dataset()])[0]
+    first = (ds.get("PerFrameFunctionalGroupsSequence") or [Dataset()])[0]
+    frame_anatomy = (shared.get("FrameAnatomySequence") or first.get("FrameAnatomySequence")
+                     or [Dataset()])[0]
+    region = None
+    for holder in (ds, frame_anatomy):
+        if holder.get("AnatomicRegionSequence"):
+            region = _coded(holder.AnatomicRegionSequence[0])
+            if region is not None:
+                break
+    if region is None:
+        body_part = str(ds.get("BodyPartExamined", "") or "").strip().upper()
+        mapped = _body_part_regions().get(body_part)
+        region = mapped[0] if mapped else None
+    laterality = ""
+    for value in (frame_anatomy.get("FrameLaterality"), ds.get("FrameLaterality"),
+                  ds.get("ImageLaterality"), ds.get("Laterality")):
+        if str(value or "").strip().upper() in FRAME_LATERALITIES:
+            laterality = str(value).strip().upper()
+            break
+    return region, laterality
+
+
+def _resolve_region(anatomic_region: Optional[RegionLike],
+                    name: str) -> Optional[hd.sr.CodedConcept]:
+    if anatomic_region is None:
+        return None
+    if isinstance(anatomic_region, hd.sr.CodedConcept):
+        return anatomic_region
+    if isinstance(anatomic_region, Code):
+        return hd.sr.CodedConcept.from_code(anatomic_region)
+    if isinstance(anatomic_region, str):
+        mapped = _body_part_regions().get(anatomic_region.strip().upper())
+        if mapped is None:
+            raise ValueError(f"{name}: anatomic_region {anatomic_region!r} is not a Body Part "
+                             "Examined defined term of DICOM PS3.16 Annex L (e.g. 'CHEST', "
+                             "'HEAD', 'ABDOMEN'); pass one of those or a coded concept "
+                             "(pydicom Code / highdicom CodedConcept).")
+        return mapped[0]
+    raise ValueError(f"{name}: anatomic_region must be a Body Part Examined term (str), a pydicom "
+                     f"Code or a highdicom CodedConcept; got {type(anatomic_region).__name__}.")
+
+
+def _anatomy(datasets: List[Dataset], anatomic_region: Optional[RegionLike],
+             frame_laterality: Optional[str], name: str) -> Tuple[hd.sr.CodedConcept, str, bool]:
+    """``(region, frame laterality, region known)`` of the map of ``datasets`` (module docstring).
+
+    Raises:
+        ValueError: a bad ``anatomic_region`` / ``frame_laterality``, or a paired region (Annex L)
+            with no laterality given or in the source.
+    """
+    source_region, source_laterality = _source_anatomy(datasets[0])
+    region = _resolve_region(anatomic_region, name) or source_region
+    known = region is not None
+    region = region or UNSPECIFIED_ANATOMIC_REGION
+    if frame_laterality is not None:
+        laterality = str(frame_laterality).strip().upper()
+        if laterality not in FRAME_LATERALITIES:
+            raise ValueError(f"{name}: frame_laterality must be one of {FRAME_LATERALITIES} "
+                             f"(right, left, unpaired, both); got {frame_laterality!r}.")
+        return region, laterality, known
+    if source_laterality:
+        return region, source_laterality, known
+    paired = {(code.value, code.scheme_designator): is_paired
+              for code, is_paired in _body_part_regions().values()}
+    if paired.get((region.value, region.scheme_designator), False):
+        raise ValueError(f"{name}: the anatomic region {region.meaning!r} is a paired structure "
+                         "and the source states no laterality (Frame / Image Laterality, "
+                         "Laterality). Pass frame_laterality='L', 'R' or 'B'.")
+    return region, "U", known
+
+
+def _frame_anatomy_group(region: hd.sr.CodedConcept, laterality: str) -> Dataset:
+    """One item of the Frame Anatomy Sequence (PS3.3 C.7.6.16.2.8); see the module docstring."""
+    item = Dataset()
+    item.AnatomicRegionSequence = [region]
+    item.FrameLaterality = laterality
+    return item
+
+
+# --------------------------------------------------------------------------------------------
 # Parametric Map
 # --------------------------------------------------------------------------------------------
+def _frames_in_increasing_position(pmap: hd.pm.ParametricMap) -> None:
+    """Store the frames in increasing position along row x column direction (module docstring).
+
+    highdicom 0.28 stores them in decreasing position; dcmqi's ``paramap2itkimage`` stacks frames
+    in stored order from the lowest position, so without this 3D Slicer shows the map upside
+    down along the slice axis. Each frame keeps its own functional groups (plane position,
+    dimension index, source reference); only the order of the frames changes."""
+    per_frame = list(pmap.PerFrameFunctionalGroupsSequence)
+    if len(per_frame) < 2 or "FloatPixelData" not in pmap:
+        return
+    iop = np.asarray(pmap.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0]
+                     .ImageOrientationPatient, float)
+    normal = np.cross(iop[:3], iop[3:])
+    along = [float(np.dot(np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, float),
+                          normal)) for item in per_frame]
+    order = np.argsort(along, kind="stable")
+    if np.array_equal(order, np.arange(len(order))):
+        return
+    frames = np.frombuffer(pmap.FloatPixelData, dtype="<f4").reshape(
+        len(per_frame), int(pmap.Rows), int(pmap.Columns))
+    pmap.FloatPixelData = np.ascontiguousarray(frames[order]).tobytes()
+    pmap.PerFrameFunctionalGroupsSequence = [per_frame[i] for i in order]
+
+
 def write_parametric_map(
     map_volume: MapLike,
     source_datasets: SourceLike,
@@ -323,6 +509,8 @@ def write_parametric_map(
     content_label: Optional[str] = None,
     series_instance_uid: Optional[str] = None,
     sop_instance_uid: Optional[str] = None,
+    anatomic_region: Optional[RegionLike] = None,
+    frame_laterality: Optional[str] = None,
 ) -> hd.pm.ParametricMap:
     """Write a saliency map as a DICOM Parametric Map over its source image.
 
@@ -333,18 +521,25 @@ def write_parametric_map(
         source_datasets: the source image(s) (see :func:`load_source_datasets`).
         path: where to save the object (``.dcm``); not saved when None.
         method: saliency method name, recorded in the content description, the Real World Value
-            Mapping's explanation and its quantity (GradCAM -> DCM 130402 "Gradient-weighted class
+            Mapping's explanation and its quantity (GradCAM -> DCM 130403 "Gradient-weighted class
             activation", else DCM 130404 "Saliency").
         series_number: Series Number of the new series.
         series_description: default ``"Saliency map (<method>)"``.
         content_label: CS label (default from ``method``).
         series_instance_uid, sop_instance_uid: UIDs to use (new ones when None).
+        anatomic_region: anatomy of the Frame Anatomy functional group: a Body Part Examined term
+            of PS3.16 Annex L (``"CHEST"``), a pydicom ``Code`` or a highdicom ``CodedConcept``;
+            default: the source's (see the module docstring).
+        frame_laterality: ``"R"``, ``"L"``, ``"U"`` (unpaired) or ``"B"`` (both); default: the
+            source's, else ``"U"``.
 
     Returns:
-        The :class:`highdicom.pm.ParametricMap` (a pydicom Dataset), float32 pixels in [0, 1].
+        The :class:`highdicom.pm.ParametricMap` (a pydicom Dataset), float32 pixels in [0, 1],
+        with a shared Frame Anatomy functional group (so dcmqi / 3D Slicer load it).
 
     Raises:
-        ValueError: the map holds NaN/inf or values outside [0, 1], or is not on the source grid.
+        ValueError: the map holds NaN/inf or values outside [0, 1], or is not on the source grid;
+            a bad ``anatomic_region`` / ``frame_laterality``; a paired region without laterality.
         InputError: the sources cannot be read or are not one image series.
     """
     datasets = load_source_datasets(source_datasets)
@@ -357,6 +552,8 @@ def write_parametric_map(
         raise ValueError(f"write_parametric_map: map values span [{array.min():g}, "
                          f"{array.max():g}], outside [0, 1]. Normalize the map "
                          "(compute_saliency(..., postprocess='paper')) before writing.")
+    region, laterality, _ = _anatomy(datasets, anatomic_region, frame_laterality,
+                                     "write_parametric_map")
     sources = _prepare_sources(datasets)
     mapping = hd.pm.RealWorldValueMapping(
         lut_label=_content_label(method),
@@ -380,7 +577,9 @@ def write_parametric_map(
         content_description=f"{method} saliency map"[:64],
         series_description=(series_description or f"Saliency map ({method})")[:64],
     )
-    pmap.Laterality = datasets[0].get("Laterality", "")   # see the module docstring
+    pmap.SharedFunctionalGroupsSequence[0].FrameAnatomySequence = [
+        _frame_anatomy_group(region, laterality)]
+    _frames_in_increasing_position(pmap)
     _save(pmap, path)
     return pmap
 
@@ -388,6 +587,18 @@ def write_parametric_map(
 # --------------------------------------------------------------------------------------------
 # SEG
 # --------------------------------------------------------------------------------------------
+def _cielab(rgb: Sequence[int]) -> hd.color.CIELabColor:
+    """``(R, G, B)`` 0-255 as highdicom's CIELab colour, or ValueError saying what is wrong."""
+    try:
+        values = [float(v) for v in rgb]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 3 or not all(v.is_integer() and 0 <= v <= 255 for v in values):
+        raise ValueError(f"write_seg: display_color must be three integers 0-255 (R, G, B); got "
+                         f"{rgb!r}.")
+    return hd.color.CIELabColor.from_rgb(*(int(v) for v in values))
+
+
 def write_seg(
     map_volume: MapLike,
     source_datasets: SourceLike,
@@ -399,6 +610,8 @@ def write_seg(
     series_description: Optional[str] = None,
     series_instance_uid: Optional[str] = None,
     sop_instance_uid: Optional[str] = None,
+    display_color: Sequence[int] = SALIENT_REGION_RGB,
+    anatomic_region: Optional[RegionLike] = None,
 ) -> hd.seg.Segmentation:
     """Write ``map >= threshold`` as a binary DICOM Segmentation over the source image.
 
@@ -412,10 +625,20 @@ def write_seg(
             and in the algorithm identification (with the threshold as a parameter).
         series_number, series_description, series_instance_uid, sop_instance_uid: as for
             :func:`write_parametric_map`.
+        display_color: recommended display colour of the segment, ``(R, G, B)`` integers 0-255
+            (stored as Recommended Display CIELab Value); default :data:`SALIENT_REGION_RGB`.
+        anatomic_region: anatomic region of the segment, as for :func:`write_parametric_map`;
+            default: the source's, left out when the source names none.
 
     Returns:
-        The :class:`highdicom.seg.Segmentation`: one segment (number 1), every source frame
-        present (empty frames are kept, so each frame references its source).
+        The :class:`highdicom.seg.Segmentation`: one segment (number 1) with segmented property
+        category SCT "Spatial and Relational Concept" and type the map's quantity (DCM
+        "Saliency" / "Gradient-weighted class activation"), every source frame present (empty
+        frames are kept, so each frame references its source).
+
+    Raises:
+        ValueError: the map holds NaN/inf, a non-finite threshold, a ``display_color`` that is not
+            three integers 0-255, or a bad ``anatomic_region``.
     """
     datasets = load_source_datasets(source_datasets)
     datasets, array = _align(map_volume, datasets, "write_seg")
@@ -427,6 +650,8 @@ def write_seg(
         if not np.all(np.isfinite(array)):
             raise ValueError("write_seg: the map holds NaN or infinite values.")
         mask = array >= float(threshold)
+    color = _cielab(display_color)
+    region = _resolve_region(anatomic_region, "write_seg") or _source_anatomy(datasets[0])[0]
     sources = _prepare_sources(datasets)
     label = f"{method} saliency >= {float(threshold):g}"[:64]
     description = hd.seg.SegmentDescription(
@@ -441,6 +666,8 @@ def write_seg(
             version=_software_version(),
             parameters={"method": method, "threshold": f"{float(threshold):g}"},
         ),
+        anatomic_regions=[region] if region is not None else None,
+        display_color=color,
     )
     seg = hd.seg.Segmentation(
         source_images=sources,
@@ -545,12 +772,32 @@ def scorecard_rows(scorecard: Any) -> List[Dict[str, Any]]:
     return rows
 
 
-def _criterion_code(criterion: str, metric: str) -> hd.sr.CodedConcept:
-    if criterion in CRITERION_CODES:
-        return CRITERION_CODES[criterion]
-    value = "".join(c for c in criterion.upper() if c.isalnum())[:16] or "CRITERION"
-    meaning = criterion.replace("_", " ").capitalize() + (f" ({metric})" if metric else "")
-    return _code(value, meaning[:64])
+def _criterion_key(criterion: str) -> str:
+    """The criterion's name in :data:`CRITERIA_ORDER` (aliases resolved); others as given."""
+    return CRITERION_ALIASES.get(criterion, criterion)
+
+
+def _criterion_concepts(criterion: str, metric: str) -> Tuple[hd.sr.CodedConcept,
+                                                              hd.sr.CodedConcept,
+                                                              hd.sr.CodedConcept]:
+    """``(value, baseline, verdict)`` concepts of a criterion; a criterion outside
+    :data:`CRITERIA_ORDER` gets private codes derived from its name (and metric)."""
+    key = _criterion_key(criterion)
+    if key in CRITERION_CODES:
+        return CRITERION_CODES[key], BASELINE_CODES[key], VERDICT_CODES[key]
+    stem = "".join(c for c in key.upper() if c.isalnum())[:12] or "CRITERION"
+    name = key.replace("_", " ").capitalize()
+    metric = f" ({metric})" if metric else ""
+    return (_code(stem, f"{name}{metric}"[:64]),
+            _code(f"{stem}BL", f"{name} baseline{metric}"[:64]),
+            _code(f"{stem}PASS", f"{name} criterion passed"[:64]))
+
+
+def _undefined(value: Optional[float]) -> Code:
+    """Why a number is not in the SR (DICOM CID 42 Numeric Value Qualifier)."""
+    if value is not None and math.isinf(value):
+        return codes.DCM.PositiveInfinity if value > 0 else codes.DCM.NegativeInfinity
+    return codes.DCM.NotANumber
 
 
 def _json_default(value: Any) -> Any:
@@ -600,6 +847,51 @@ def write_scorecard_files(scorecard: Any, json_path: Union[str, os.PathLike],
     return json_path, csv_path
 
 
+def _columns(rows: List[Dict[str, Any]]) -> List[Tuple[str, str, bool]]:
+    """``(criterion, metric, has baseline)`` of the SR's columns: the criteria of ``rows`` in
+    report order (others after, as first met; metric: the first row's), with a baseline column
+    when any method has a finite baseline for it."""
+    metrics: Dict[str, str] = {}
+    for row in rows:
+        metrics.setdefault(_criterion_key(row["criterion"]), row["metric"])
+    keys = sorted(metrics, key=lambda k: (CRITERIA_ORDER.index(k) if k in CRITERIA_ORDER
+                                          else len(CRITERIA_ORDER)))
+    return [(key, metrics[key], any(_finite(r["baseline"]) for r in rows
+                                    if _criterion_key(r["criterion"]) == key)) for key in keys]
+
+
+def _method_group(method: str, by_criterion: Mapping[str, Dict[str, Any]],
+                  columns: List[Tuple[str, str, bool]], version: str,
+                  ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """The measurement group (TID 1501) of one method; see :func:`write_scorecard_sr`."""
+    measurements, evaluations = [], []
+    for key, metric, has_baseline in columns:
+        row = by_criterion.get(key)
+        value_code, baseline_code, verdict_code = _criterion_concepts(key, metric)
+        if row is None:
+            evaluations.append(hd.sr.QualitativeEvaluation(
+                name=value_code, value=codes.DCM.MeasurementNotAttempted))
+            continue
+        numbers = [(value_code, row["value"])]
+        if has_baseline:
+            numbers.append((baseline_code, row["baseline"]))
+        for concept, number in numbers:
+            if _finite(number):
+                measurements.append(hd.sr.Measurement(name=concept, value=float(number),
+                                                      unit=codes.UCUM.NoUnits))
+            else:
+                evaluations.append(hd.sr.QualitativeEvaluation(name=concept,
+                                                               value=_undefined(number)))
+        evaluations.append(hd.sr.QualitativeEvaluation(name=verdict_code,
+                                                       value=VERDICT_VALUES[row["passed"]]))
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=method[:64]),
+        algorithm_id=hd.sr.AlgorithmIdentification(name=method[:64], version=version),
+        measurements=measurements or None,
+        qualitative_evaluations=evaluations or None,
+    )
+
+
 def write_scorecard_sr(
     scorecard: Any,
     source_datasets: SourceLike,
@@ -615,12 +907,29 @@ def write_scorecard_sr(
     """Write the trust scorecard as a DICOM Comprehensive SR (TID 1500 Measurement Report).
 
     Content: observer = this software (device), procedure reported = 99SALTRUST "Saliency map
-    trustworthiness assessment"; one Measurements group (TID 1501) per method x criterion, with
-    tracking identifier ``"<method> <criterion>"``, algorithm identification = the method, a
-    measurement (99SALTRUST criterion code, e.g. ``LOCUTIL`` "Localization utility (mean AUPRC)",
-    UCUM ``1``), a ``BASELINE`` measurement when the scorecard has one, and the qualitative
-    evaluation ``PASSED`` = SCT Yes / No, or Indeterminate when undefined. An undefined (NaN)
-    value is left out of the SR (DICOM numbers cannot be NaN); the JSON keeps it and its reason.
+    trustworthiness assessment", and **one measurement group (TID 1501) per method** (tracking
+    identifier and algorithm name = the method), laid out as a row of the scorecard:
+
+    * measurements, in the same order in every group, per criterion of the scorecard (report
+      order: localization, randomization, repeatability, reproducibility, then any other): its
+      value (:data:`CRITERION_CODES`, e.g. ``LOCUTIL`` "Localization utility (AUPRC)",
+      ``REPEAT`` "Repeatability (SSIM)") and, when any method has one, its baseline
+      (:data:`BASELINE_CODES`), all UCUM ``1`` (AUPRC and SSIM are unitless);
+    * qualitative evaluations: the verdict of each criterion (:data:`VERDICT_CODES`, e.g.
+      ``LOCUTILPASS`` = SCT Yes / No / Indeterminate for pass / fail / undecided); for a value
+      that is undefined (None, NaN: DICOM numbers cannot be NaN) the value's concept = DCM
+      "Not a number" (or "Positive/Negative Infinity"); for a criterion the method was not scored
+      on, the value's concept = DCM "Measurement not attempted" (and no verdict).
+
+    Why per method: 3D Slicer's QuantitativeReporting plugin (via dcmqi's ``tid1500reader``)
+    shows one row per group and takes the column headings from the first group's measurements,
+    filling the other rows by position. One group per method x criterion put every criterion's
+    value under the first criterion's heading (SSIM under "AUPRC"). Per method, every row has
+    the same columns; the first group is a method with every value defined when there is one.
+    A row whose value is undefined has fewer measurements and shows its later values one column
+    early in that plugin (it has no empty cell; the value's "Not a number" evaluation says so).
+    The plugin lists no qualitative evaluations: verdicts are in the SR and in ``tid1500reader``'s
+    JSON (``qualitativeEvaluations``), not in Slicer's table.
 
     Args:
         scorecard: ``Scorecard``, its ``to_dict()``, or rows (see :func:`scorecard_rows`).
@@ -651,25 +960,20 @@ def write_scorecard_sr(
             uid=generate_uid(entropy_srcs=[MANUFACTURER, MODEL_NAME, version]),
             name=MODEL_NAME, manufacturer_name=MANUFACTURER, model_name=version),
     )
-    groups = []
+    columns = _columns(rows)
+    by_method: Dict[str, Dict[str, Dict[str, Any]]] = {}
     for row in rows:
-        measurements = []
-        if _finite(row["value"]):
-            measurements.append(hd.sr.Measurement(
-                name=_criterion_code(row["criterion"], row["metric"]),
-                value=float(row["value"]), unit=codes.UCUM.NoUnits))
-        if _finite(row["baseline"]):
-            measurements.append(hd.sr.Measurement(
-                name=BASELINE_CODE, value=float(row["baseline"]), unit=codes.UCUM.NoUnits))
-        verdict = {True: codes.SCT.Yes, False: codes.SCT.No, None: codes.SCT.Indeterminate}
-        groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(
-                uid=hd.UID(), identifier=f"{row['method']} {row['criterion']}"[:64]),
-            algorithm_id=hd.sr.AlgorithmIdentification(name=row["method"][:64], version=version),
-            measurements=measurements or None,
-            qualitative_evaluations=[hd.sr.QualitativeEvaluation(
-                name=PASSED_CODE, value=verdict[row["passed"]])],
-        ))
+        by_method.setdefault(row["method"], {})[_criterion_key(row["criterion"])] = row
+
+    def complete(method: str) -> bool:
+        cells = by_method[method]
+        return all(key in cells and _finite(cells[key]["value"])
+                   and (not has_baseline or _finite(cells[key]["baseline"]))
+                   for key, _, has_baseline in columns)
+
+    # a complete row first: its measurements give the plugin's column headings
+    methods = sorted(by_method, key=lambda m: not complete(m))
+    groups = [_method_group(m, by_method[m], columns, version) for m in methods]
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=PROCEDURE_CODE,

@@ -918,7 +918,7 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
                 ``second``) instead of loading ``request.modelPath``.
         """
         from SaliencyTrustLib.cohort import study_steps
-        from SaliencyTrustLib.cohort.runner import native_relpath
+        from SaliencyTrustLib.cohort.compute import native_relpath
 
         started = time.time()
         cohort, studyModels, settings = self.studyInputs(request, models)

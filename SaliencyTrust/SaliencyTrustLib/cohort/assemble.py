@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from .settings import EvaluationSettings
-from .runner import make_methods, native_relpath
+from .compute import make_methods, native_relpath
 from .store import (_safe_name, iter_records_sorted, load_map, map_relpath, read_failures, read_run_file,
                     write_json_atomic)
 from .units import CASCADE_PREFIX, ORIGINAL, REPLICATE, SECOND_ARCH, Unit

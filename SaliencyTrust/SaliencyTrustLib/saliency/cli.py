@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..cli_options import models_from_args, preprocessing_from_args
     from ..cohort import Cohort, EvaluationSettings, StudyRef, evaluate_cohort
-    from ..cohort.runner import native_relpath
+    from ..cohort.compute import native_relpath
     from ..io import read_image
     from ..io.errors import InputError
     from .postprocess import POSTPROCESSORS

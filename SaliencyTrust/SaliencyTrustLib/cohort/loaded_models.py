@@ -1,0 +1,91 @@
+"""The study's models on one device, loaded from their descriptions and checked before any work."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterator, Optional, Sequence, Set, Tuple
+
+from .settings import EvaluationSettings, StudyModels
+from .units import ORIGINAL, REPLICATE, SECOND_ARCH
+
+
+class LoadedModels:
+    """The study's models on one device, its resolved preprocessing, and what cannot run.
+
+    Every model is loaded and given one input of the preprocessing's shape before any long work,
+    so a wrong file, factory, channel count or size fails at once with a :class:`ModelError`.
+    """
+
+    def __init__(self, models: StudyModels, settings: EvaluationSettings, device: str):
+        from ..model_spec import ModelSpec, describe_model, is_scripted, load_model
+        from ..networks import model_spatial_dims
+
+        self.device = device
+        self.settings = settings
+        self.described: Dict[str, Any] = {}
+        for state in (ORIGINAL, REPLICATE, SECOND_ARCH):
+            given = getattr(models, state)
+            if given is None:
+                setattr(self, state, None)
+                continue
+            model = load_model(given, device) if isinstance(given, ModelSpec) else self._in_memory(given)
+            setattr(self, state, model)
+            self.described[state] = describe_model(given)
+        original = self.original
+        self.spatial_dims = model_spatial_dims(original)
+        self.preprocessing = settings.preprocessing.resolved(self.spatial_dims, _in_channels(original))
+        shape = (1, self.preprocessing.in_channels, *self.preprocessing.model_shape(self.spatial_dims))
+        self.num_classes = {}
+        for state in (ORIGINAL, REPLICATE, SECOND_ARCH):
+            model = getattr(self, state)
+            if model is not None:
+                source = getattr(models, state)
+                from ..model_spec import check_model_input
+
+                self.num_classes[state] = check_model_input(
+                    model, shape, getattr(source, "path", None) or f"the {state} model")
+        self.scripted = is_scripted(original)
+
+    def _in_memory(self, model):
+        import copy
+
+        import torch
+
+        try:
+            param = next(model.parameters())
+        except StopIteration:
+            return model.eval()
+        if param.device != torch.device(self.device):  # never move the caller's module
+            model = copy.deepcopy(model).to(self.device)
+        return model.eval()
+
+    def states(self, needed: Set[str], cascade_states: Sequence[str]) -> Iterator[Tuple[str, Any]]:
+        """``(state, model)`` for the needed states, in computing order (original first)."""
+        from ..criteria import cascading_randomization
+
+        for name in (ORIGINAL, REPLICATE, SECOND_ARCH):
+            if name in needed:
+                yield name, getattr(self, name)
+        if needed & set(cascade_states):
+            last_needed = max(cascade_states.index(s) for s in needed if s in cascade_states)
+            stream = iter(cascading_randomization(self.original, granularity=self.settings.cascade_granularity,
+                                                  seed=self.settings.seed, bn_policy=self.settings.bn_policy,
+                                                  example_input=self.example_input()))
+            next(stream)  # "original"
+            for index, (_, model) in enumerate(stream):
+                state = cascade_states[index]
+                if state in needed:
+                    yield state, model.eval()
+                if index >= last_needed:
+                    break
+
+    def example_input(self):
+        import torch
+
+        shape = (1, self.preprocessing.in_channels, *self.preprocessing.model_shape(self.spatial_dims))
+        return torch.zeros(shape, device=self.device)
+
+
+def _in_channels(model) -> Optional[int]:
+    from ..model_spec import infer_in_channels
+
+    return infer_in_channels(model.state_dict())

@@ -212,3 +212,20 @@ def test_the_cli_prints_no_traceback_for_a_bad_model(lab_cohort, lab_model_files
                           capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_a_configuration_that_fails_every_study_exits_non_zero(lab_model_files, tmp_path, capsys):
+    """Every image unreadable: the run records why, prints its summary, and exits 4."""
+    from SaliencyTrustLib.cli import main
+
+    (tmp_path / "broken.nii.gz").write_bytes(b"not an image")
+    (tmp_path / "datalist.json").write_text(json.dumps({"test": [
+        {"image": "broken.nii.gz", "label": 1, "mask": "broken.nii.gz", "case_id": "a"},
+        {"image": "broken.nii.gz", "label": 1, "mask": "broken.nii.gz", "case_id": "b"}]}))
+    code = main(["evaluate", "--cohort", str(tmp_path / "datalist.json"), "--model", str(lab_model_files["torchscript"]),
+                 "--input-size", str(SIZE), "--methods", "gradient", "--criteria", "localization",
+                 "--out", str(tmp_path / "out"), "--no-progress", "--no-report"])
+    assert code == 4
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert sorted(results["failures"]) == ["a", "b"] and results["cohort"]["n_units_stored"] == 0
+    assert "2 studies skipped" in capsys.readouterr().out

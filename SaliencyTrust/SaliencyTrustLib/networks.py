@@ -233,13 +233,27 @@ def load_classifier(path_or_bundle_dir: Union[str, os.PathLike], name: Optional[
     return model.to(device).eval()
 
 
-def save_classifier(model: nn.Module, path: Union[str, os.PathLike], name: str) -> Path:
-    """Save ``{"model": state_dict, "network_name": name}`` (loadable by :func:`load_classifier`
-    and by MONAI's ``CheckpointLoader`` with ``load_dict={"model": net}``)."""
+def save_classifier(model: nn.Module, path: Union[str, os.PathLike], name: str, record_name: bool = True) -> Path:
+    """Save a classifier's weights, unwrapped from DistributedDataParallel.
+
+    Args:
+        model: the classifier (or a DistributedDataParallel wrapper).
+        path: the file to write (folders are created).
+        name: the architecture (see :func:`build_classifier`).
+        record_name: True: ``{"model": state_dict, "network_name": name}``, a file that names its
+            own network, so :func:`load_classifier` and ``ModelSpec(path=...)`` need no name (the
+            bundle's ``model_replicate.pt`` / ``model_second_arch.pt``). False: the plain state dict,
+            as the MONAI model zoo expects ``models/model.pt`` (``ckpt_export`` with default
+            arguments loads it into the config's ``network_def``; that config names the network).
+
+    Returns:
+        ``path``. Both forms load with :func:`load_classifier` / :func:`load_weights` and MONAI's
+        ``CheckpointLoader`` (``load_dict={"model": net}``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     module = model.module if hasattr(model, "module") else model
-    torch.save({"model": module.state_dict(), ARCH_KEY: name}, path)
+    torch.save({"model": module.state_dict(), ARCH_KEY: name} if record_name else module.state_dict(), path)
     return path
 
 
@@ -319,15 +333,16 @@ def recalibrate_batchnorm(model: nn.Module, data: Any, batch_size: int = 16, ima
 
 
 def finalize_checkpoint(path: Union[str, os.PathLike], network: nn.Module, name: str, data: Any = None,
-                        batch_size: int = 16) -> Optional[Path]:
+                        batch_size: int = 16, record_name: bool = True) -> Optional[Path]:
     """The last step of the bundle's training (``train.json`` ``finalize``): load the best
     checkpoint that ``CheckpointSaver`` wrote into ``network``, recalibrate its BatchNorm statistics on
-    ``data`` (:func:`recalibrate_batchnorm`; skipped when None), and save it with its architecture
-    name (:func:`save_classifier`). Returns the path, or None when no checkpoint was written."""
+    ``data`` (:func:`recalibrate_batchnorm`; skipped when None), and save it (:func:`save_classifier`:
+    with its architecture name when ``record_name``, else as the plain state dict that the model zoo
+    expects of ``models/model.pt``). Returns the path, or None when no checkpoint was written."""
     path = Path(path)
     if not path.is_file():
         return None
     load_weights(network, path, name=name)
     if data is not None:
         recalibrate_batchnorm(network, data, batch_size=batch_size)
-    return save_classifier(network, path, name)
+    return save_classifier(network, path, name, record_name=record_name)

@@ -1,16 +1,13 @@
-"""The bundle's metadata against the local schema (offline verify_metadata), the network's input /
-output against the metadata (verify_net_in_out) and the TorchScript export (ckpt_export)."""
+"""The bundle's metadata against the local schema (offline verify_metadata) and the network's input /
+output against the metadata (verify_net_in_out); the TorchScript export is in test_bundle_zoo_checks.py."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-import torch
 
-from monai.bundle import ckpt_export, verify_metadata, verify_net_in_out
-
-from SaliencyTrustLib.networks import load_classifier
+from monai.bundle import verify_metadata, verify_net_in_out
 
 
 def test_metadata_verifies_offline_against_the_local_schema(bundle_root):
@@ -61,13 +58,4 @@ def test_network_input_and_output_match_the_metadata(bundle_root, network_name):
                       network_name=network_name)
 
 
-def test_ckpt_export_gives_a_torchscript_model_with_the_same_logits(bundle_root, tmp_path):
-    target = tmp_path / "model.ts"
-    ckpt_export(net_id="network_def", filepath=str(target), ckpt_file=str(bundle_root / "models" / "model.pt"),
-                key_in_ckpt="model", meta_file=str(bundle_root / "configs" / "metadata.json"),
-                config_file=str(bundle_root / "configs" / "inference.json"), bundle_root=str(bundle_root))
-    scripted = torch.jit.load(str(target))
-    model = load_classifier(bundle_root / "models" / "model.pt")
-    x = torch.rand(2, 1, 224, 224)
-    with torch.no_grad():
-        torch.testing.assert_close(scripted(x), model(x), rtol=1e-4, atol=1e-5)
+# ckpt_export (TorchScript) with the model zoo's default arguments: test_bundle_zoo_checks.py

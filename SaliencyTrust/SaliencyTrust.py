@@ -971,14 +971,14 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
                 result.maps[method] = self._readNativeMap(workDirectory / relpath)
         baseline = results.get("different_image_baseline", {})
         result.differentImageBaseline = {m: (v.get("ssim") if v.get("ssim") is not None else float("nan"))
-                                         for m, v in baseline.items()}
+                                         for m, v in baseline.items() if m in results["methods"]}
         randomization = results.get("randomization")
         if randomization:
             labels = [label.split("_", 1)[1] if label != "original" else label
                       for label in randomization["state_labels"]]
             result.curves = {m: [(labels[0], 1.0)] + [(state, float("nan") if s["mean"] is None else s["mean"])
                                                       for state, s in zip(labels[1:], c["ssim"])]
-                             for m, c in randomization["curves"].items()}
+                             for m, c in randomization["curves"].items() if m in results["methods"]}
         card = Scorecard.from_dict(results["scorecard"])
         card.params.update({
             "source": "3D Slicer SaliencyTrust module (one study)",
@@ -1390,7 +1390,9 @@ class SaliencyTrustTest(ScriptedLoadableModuleTest):
             values = slicer.util.arrayFromVolume(node)
             self.assertEqual(values.shape, slicer.util.arrayFromVolume(volume).shape)
             self.assertTrue(0.0 <= values.min() and values.max() <= 1.0)
-        self.assertEqual(result.tableNode.GetNumberOfRows(), len(methods) * len(CRITERIA))
+        # the methods and the negative controls, each on every criterion
+        self.assertEqual(result.tableNode.GetNumberOfRows(),
+                         (len(methods) + len(result.results["controls"])) * len(CRITERIA))
         self.assertIsNotNone(result.plotChartNode)
         with tempfile.TemporaryDirectory() as folder:
             written = logic.exportResults(result, folder)

@@ -69,29 +69,46 @@ def test_report_embeds_every_promised_figure_as_png_after_the_scorecard(evaluate
 
 
 def test_scorecard_verdicts_follow_the_stated_rules(evaluated):
+    """Values and baselines are the criteria's means; each verdict is the paired bootstrap verdict
+    of the per-image numbers (here: 4 images, fewer than the minimum of 20, so "undecided" with
+    that reason), and the controls have rows of their own."""
     import json
+
+    from SaliencyTrustLib.criteria import Scorecard
+    from SaliencyTrustLib.criteria.verdicts import paired_verdict
 
     results, _, out = evaluated
     baselines = results["different_image_baseline"]
-    from SaliencyTrustLib.criteria import Scorecard
-
     card = Scorecard.from_dict(results["scorecard"])
-    for method in results["methods"]:
+    loc_block = results["localization"]
+    for method in results["methods"] + results["controls"]:
         loc = card.get(method, "localization")
-        assert loc.baseline == results["localization"]["baselines"]["mean_mask"]["mean"]
-        assert loc.passed == (loc.value > loc.baseline)
+        assert loc.baseline == loc_block["baselines"]["mean_mask"]["mean"]
+        expected = paired_verdict(loc_block["auprc"][method], loc_block["auprc_mean_mask"], min_images=20)
+        assert loc.details["verdict"]["status"] == expected.status == "undecided"
+        reason = ("no image has both numbers defined" if method == "control_constant"   # every metric undefined
+                  else "fewer than the minimum 20")
+        assert loc.passed is None and reason in loc.details["reason"]
         ran = card.get(method, "randomization")
-        curve = [s["mean"] for s in results["randomization"]["curves"][method]["ssim"] if s["mean"] is not None]
-        assert ran.value == min(curve) and ran.baseline == baselines[method]["ssim"]
-        assert ran.passed == (ran.value < ran.baseline)
+        curves = results["randomization"]["curves"][method]
+        curve = [s["mean"] for s in curves["ssim"] if s["mean"] is not None]
+        if curve:                          # decided at the fully randomized state, the minimum reported
+            assert ran.value == curves["ssim"][-1]["mean"] and ran.baseline == baselines[method]["ssim"]
+            assert ran.details["min_over_states"] == min(curve)
+            expected = paired_verdict(curves["ssim_per_study"][-1], baselines[method]["ssim_per_study"],
+                                      higher_is_better=False)
+            assert ran.details["verdict"]["difference"] == pytest.approx(expected.difference, nan_ok=True)
+            assert "rank_verdict" in ran.details
         for criterion in ("repeatability", "reproducibility"):
             entry = card.get(method, criterion)
             assert entry.value == results[criterion]["summary"][method]["mean"]
-            assert entry.passed == (entry.value > baselines[method]["ssim"])
-        assert card.passes_all(method) == all(card.get(method, c).passed for c in
-                                              ("localization", "randomization", "repeatability", "reproducibility"))
+            assert entry.baseline == baselines[method]["ssim"]
+        assert card.get(method, "localization").details["control"] == (method in results["controls"])
+        if method in results["methods"]:
+            assert card.passes_all(method) is None                       # undecided, never "trusted: yes"
     # the scorecard files are the project's Scorecard format (criteria), one row per method x criterion
     card = json.loads((out / "scorecard.json").read_text())
-    assert len(card["rows"]) == 4 * len(results["methods"])
+    scored = len(results["methods"]) + len(results["controls"])
+    assert len(card["rows"]) == 4 * scored
     csv_rows = (out / "scorecard.csv").read_text().splitlines()
-    assert csv_rows[0].startswith("method,criterion,value") and len(csv_rows) == 1 + 4 * len(results["methods"])
+    assert csv_rows[0].startswith("method,criterion,value") and len(csv_rows) == 1 + 4 * scored

@@ -162,7 +162,8 @@ def test_a_three_channel_densenet121_runs_the_four_criteria_with_the_study_prese
                                         "intensity": "minmax11", "orient": True}
     assert results["skipped_criteria"] == {} and not results["failures"]
     rows = results["scorecard"]["rows"]
-    assert {(r["method"], r["criterion"]) for r in rows} == {(m, c) for m in ("gradient", "gradcam") for c in
+    assert {(r["method"], r["criterion"]) for r in rows} == {(m, c) for m in ("gradient", "gradcam", *results["controls"])
+                                                             for c in
                                                              ("localization", "randomization", "repeatability",
                                                               "reproducibility")}
     # a gradient map is never constant, so every gradient number is defined (a GradCAM map of a

@@ -94,7 +94,7 @@ def assert_same_scorecard(one: dict, two: dict) -> None:
 
 def test_api_cli_and_bundle_give_the_same_scorecard_and_per_image_numbers(cohort_runs):
     api, cli, bundle = cohort_runs["api"], cohort_runs["cli"], cohort_runs["bundle"]
-    assert len(_rows(api)) == len(METHODS) * len(CRITERIA)
+    assert len(_rows(api)) == (len(METHODS) + len(api["controls"])) * len(CRITERIA)
     for other in (cli, bundle):
         assert other["settings"]["preprocessing"] == api["settings"]["preprocessing"]
         assert other["cohort"]["sample"] == api["cohort"]["sample"]
@@ -153,4 +153,4 @@ def test_the_slicer_logic_gives_the_cohort_numbers_of_each_image_and_the_pipelin
     assert {(r.method, r.criterion, r.passed) for r in result.scorecard.rows} == \
         {(m, c, p) for (m, c), (_v, _b, p) in _rows(direct).items()}
     table = result.tableNode
-    assert table.GetNumberOfRows() == len(METHODS) * len(CRITERIA)
+    assert table.GetNumberOfRows() == (len(METHODS) + len(mine["controls"])) * len(CRITERIA)

@@ -23,6 +23,7 @@ from .settings import EvaluationSettings
 from .compute import make_methods, native_relpath
 from .store import (_safe_name, iter_records_sorted, load_map, map_relpath, read_failures, read_run_file,
                     write_json_atomic)
+from .settings import CRITERIA
 from .units import CASCADE_PREFIX, ORIGINAL, REPLICATE, SECOND_ARCH, Unit
 
 #: Repeatability / reproducibility references of the study: SSIM between two independently trained
@@ -39,7 +40,7 @@ def rules(localization_baseline: str = "average_mask") -> Dict[str, str]:
 
     baseline = "average mask" if localization_baseline == "average_mask" else "fully randomized model"
     return {"localization": LOCALIZATION_RULE.format(baseline=baseline),
-            "randomization": SENSITIVITY_RULES["any"],
+            "randomization": SENSITIVITY_RULES["final"],
             "repeatability": CONSISTENCY_RULES["different_image"],
             "reproducibility": CONSISTENCY_RULES["different_image"]}
 
@@ -82,6 +83,32 @@ class UnitIndex:
         return None if row is None else _clean(row[METRIC_COLUMNS.index(name)])
 
 
+def _different_image_baseline(root: Path, records: UnitIndex, images: List[str], sample: List[str], method: str,
+                              settings: EvaluationSettings) -> Dict[str, Any]:
+    """SSIM and Spearman between the trained model's maps of different images (``n_pairs`` per
+    image): means, and per image of the sample (the paired baseline of its verdicts)."""
+    from ..criteria import different_image_baseline
+    from ..metrics.similarity import spearman_pairs
+
+    kept = [s for s in images if Unit(s, method, ORIGINAL) in records]
+    if len(kept) < 2:
+        return {"ssim": None, "reason": "fewer than 2 images (add baseline images)"}
+    maps = np.stack([load_map(root, map_relpath(Unit(s, method, ORIGINAL))) for s in kept])
+    value = different_image_baseline(maps, n_pairs=settings.n_pairs, seed=settings.seed,
+                                     data_range=settings.ssim_data_range)
+    rho = spearman_pairs(maps, maps, value.pairs)
+    rho_per_image = [float(np.nanmean(rho[value.pairs[:, 0] == i])) if np.isfinite(rho[value.pairs[:, 0] == i]).any()
+                     else None for i in range(len(kept))]
+    numbers = {k: v for k, v in value.to_dict().items() if isinstance(v, (int, float))
+               and not isinstance(v, bool) and k not in ("mean", "seed", "spearman_mean")}
+    position = {s: i for i, s in enumerate(kept)}
+    return {"ssim": _clean(value.mean),
+            "spearman": _clean(float(np.nanmean(rho))) if np.isfinite(rho).any() else None,
+            **{k: _clean(v) for k, v in numbers.items()},
+            "ssim_per_study": [_clean(value.per_image[position[s]]) if s in position else None for s in sample],
+            "spearman_per_study": [rho_per_image[position[s]] if s in position else None for s in sample]}
+
+
 def summarize(values: Sequence[Optional[float]]) -> Dict[str, Optional[float]]:
     """Mean, standard deviation, median, quartiles and count of the defined values."""
     array = np.array([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
@@ -109,6 +136,7 @@ def assemble_results(root, plan, settings: EvaluationSettings, progress: bool = 
     records = UnitIndex(root)
     failures = read_failures(root)
     methods = list(plan.methods)
+    scored = plan.scored                    # the methods, then the negative controls
     studies = sorted(plan.studies)
     sample = list(plan.sample)
 
@@ -124,12 +152,14 @@ def assemble_results(root, plan, settings: EvaluationSettings, progress: bool = 
         "skipped_criteria": dict(plan.skipped_criteria),
         "skipped_methods": dict(plan.skipped_methods),
         "methods": methods,
+        "controls": list(plan.controls),
+        "min_images": settings.min_images,
         "preprocessing": plan.config["settings"]["preprocessing"],
         "versions": plan.config["versions"],
         "models": plan.config["models"],
         "cohort": {"source": plan.config["cohort"]["source"], "n_studies": len(studies), "study_ids": studies,
                    "sample": sample, "n_sample": len(sample),
-                   "n_units_planned": sum(len(plan.states[s]) for s in studies) * len(methods),
+                   "n_units_planned": sum(len(plan.states[s]) for s in studies) * len(scored),
                    "n_units_stored": len(records)},
         "failures": {k: failures[k] for k in sorted(failures)},
         "ssim_data_range": settings.ssim_data_range,
@@ -144,8 +174,8 @@ def assemble_results(root, plan, settings: EvaluationSettings, progress: bool = 
     }
 
     if "localization" in criteria:
-        per_method = {m: [metric(s, m, ORIGINAL, "auprc") for s in studies] for m in methods}
-        randomized = {m: [metric(s, m, final_state, "auprc") for s in studies] for m in methods} if final_state else {}
+        per_method = {m: [metric(s, m, ORIGINAL, "auprc") for s in studies] for m in scored}
+        randomized = {m: [metric(s, m, final_state, "auprc") for s in studies] for m in scored} if final_state else {}
         mean_mask = [next((v for v in (metric(s, m, ORIGINAL, "auprc_mean_mask") for m in methods) if v is not None), None)
                      for s in studies]
         results["localization"] = {
@@ -163,28 +193,19 @@ def assemble_results(root, plan, settings: EvaluationSettings, progress: bool = 
 
     baseline: Dict[str, Any] = {}
     if set(criteria) & {"randomization", "repeatability", "reproducibility"}:
-        from ..criteria import different_image_baseline
-
         images = sample + sorted(plan.references)
-        for m in tqdm(methods, desc="different-image baseline", disable=not progress, leave=False):
-            maps = [load_map(root, map_relpath(Unit(s, m, ORIGINAL))) for s in images if Unit(s, m, ORIGINAL) in records]
-            if len(maps) >= 2:
-                value = different_image_baseline(np.stack(maps), n_pairs=settings.n_pairs, seed=settings.seed,
-                                                 data_range=settings.ssim_data_range)
-                numbers = {k: v for k, v in value.to_dict().items() if isinstance(v, (int, float))
-                           and not isinstance(v, bool) and k not in ("mean", "seed")}
-                baseline[m] = {"ssim": _clean(value.mean), **{k: _clean(v) for k, v in numbers.items()}}
-            else:
-                baseline[m] = {"ssim": None, "reason": "fewer than 2 images (add baseline images)"}
+        for m in tqdm(scored, desc="different-image baseline", disable=not progress, leave=False):
+            baseline[m] = _different_image_baseline(root, records, images, sample, m, settings)
         results["different_image_baseline"] = baseline
 
     if "randomization" in criteria and plan.cascade_states:
         curves: Dict[str, Any] = {}
-        for m in methods:
+        for m in scored:
             ssim_rows = [[metric(s, m, state, "ssim_vs_original") for s in sample] for state in plan.cascade_states]
             rho_rows = [[metric(s, m, state, "spearman_vs_original") for s in sample] for state in plan.cascade_states]
             curves[m] = {"ssim": [summarize(r) for r in ssim_rows], "spearman": [summarize(r) for r in rho_rows],
-                         "ssim_final_per_study": ssim_rows[-1]}
+                         "ssim_final_per_study": ssim_rows[-1], "ssim_per_study": ssim_rows,
+                         "spearman_per_study": rho_rows}
         results["randomization"] = {
             "states": ["original"] + list(plan.cascade_states),
             "state_labels": ["original"] + [s[len(CASCADE_PREFIX):] for s in plan.cascade_states],
@@ -198,9 +219,9 @@ def assemble_results(root, plan, settings: EvaluationSettings, progress: bool = 
     for criterion, state in (("repeatability", REPLICATE), ("reproducibility", SECOND_ARCH)):
         if criterion not in criteria:
             continue
-        ssim = {m: [metric(s, m, state, "ssim_vs_original") for s in sample] for m in methods}
-        rho = {m: [metric(s, m, state, "spearman_vs_original") for s in sample] for m in methods}
-        auprc = {m: [metric(s, m, state, "auprc") for s in sample] for m in methods}
+        ssim = {m: [metric(s, m, state, "ssim_vs_original") for s in sample] for m in scored}
+        rho = {m: [metric(s, m, state, "spearman_vs_original") for s in sample] for m in scored}
+        auprc = {m: [metric(s, m, state, "auprc") for s in sample] for m in scored}
         results[criterion] = {"study_ids": sample, "ssim": ssim, "spearman": rho, "auprc_other_model": auprc,
                               "summary": {m: summarize(v) for m, v in ssim.items()},
                               "spearman_summary": {m: summarize(v) for m, v in rho.items()},
@@ -216,67 +237,152 @@ def assemble_results(root, plan, settings: EvaluationSettings, progress: bool = 
     return results
 
 
+def _criterion_numbers(results: Dict[str, Any], criterion: str, method: str):
+    """``(value, baseline, per-image values, per-image baseline, higher_is_better, details)`` of one
+    scorecard row; None when the criterion has no block."""
+    baseline = dict(results.get("different_image_baseline", {}).get(method, {}))
+    n_sample = results["cohort"]["n_sample"]
+    for key in ("ssim_per_study", "spearman_per_study"):      # no baseline (one image): undefined pairs
+        baseline[key] = baseline.get(key) or [None] * n_sample
+    if criterion == "localization":
+        loc = results.get("localization")
+        if not loc:
+            return None
+        randomized = loc["auprc_randomized_model"].get(method, [None] * len(loc["study_ids"]))
+        if loc["baseline"] == "average_mask":
+            reference, name = loc["auprc_mean_mask"], loc["mean_mask_name"]
+            base_value = loc["baselines"]["mean_mask"]["mean"]
+        else:
+            reference, name = randomized, "same method on the fully randomized model"
+            base_value = loc["baselines"]["randomized_model"].get(method, {}).get("mean")
+        value = loc["summary"][method]["mean"]
+        randomized_mean = loc["baselines"]["randomized_model"].get(method, {}).get("mean")
+        details = {"value_name": "mean AUPRC", "baseline_name": name,
+                   "mean_mask_auprc": loc["baselines"]["mean_mask"]["mean"], "randomized_model_auprc": randomized_mean,
+                   "study_localization_networks": {"U-Net (study, SIIM)": 0.404, "RetinaNet (study, RSNA)": 0.596}}
+        return value, base_value, loc["auprc"][method], reference, True, details
+    if criterion == "randomization":
+        ran = results.get("randomization")
+        if not ran:
+            return None
+        curve = ran["curves"][method]
+        means = [state["mean"] for state in curve["ssim"]]
+        defined = [(v, i) for i, v in enumerate(means) if v is not None]
+        if not defined:
+            return None, baseline.get("ssim"), [], [], False, {"value_name": "mean SSIM at the fully randomized state",
+                                                               "baseline_name": "different-image mean SSIM"}
+        lowest, index = min(defined)
+        details = {"value_name": "mean SSIM at the fully randomized state", "baseline_name": "different-image mean SSIM",
+                   "min_over_states": lowest, "min_state": ran["state_labels"][index + 1],
+                   "states": ran["state_labels"][1:],
+                   "ssim_curve": means, "spearman_curve": [state["mean"] for state in curve["spearman"]],
+                   "final_state_ssim": means[-1]}
+        return means[-1], baseline.get("ssim"), curve["ssim_per_study"], baseline["ssim_per_study"], False, details
+    block = results.get(criterion)
+    if not block:
+        return None
+    details = {"value_name": "mean SSIM", "baseline_name": "different-image mean SSIM (localization baseline absent)",
+               "study_localization_networks": REFERENCE_SSIM, "spearman_mean": block["spearman_summary"][method]["mean"]}
+    return block["summary"][method]["mean"], baseline.get("ssim"), block["ssim"][method], \
+        baseline["ssim_per_study"], True, details
+
+
 def build_scorecard(results: Dict[str, Any]):
     """The :class:`SaliencyTrustLib.criteria.Scorecard` of a run (rules: :func:`rules`).
 
-    * localization: mean AUPRC vs the named baseline's mean AUPRC (``localization_baseline``:
-      the average mask, or the same method on the fully randomized model); the other baseline and
-      the study's localization networks in ``details``;
-    * randomization: the lowest mean SSIM over the cascade's states vs the different-image baseline;
-    * repeatability / reproducibility: mean SSIM between the two models vs the different-image
-      baseline (the study's localization-network SSIM in ``details``).
+    Each row's verdict is a paired bootstrap verdict (:func:`SaliencyTrustLib.criteria.verdicts.paired_verdict`)
+    of the per-image numbers against the per-image baseline, with ``min_images``:
+
+    * localization: AUPRC vs the named baseline (``localization_baseline``: the average mask, or the
+      same method on the fully randomized model);
+    * randomization: SSIM to the original map at the fully randomized state vs the
+      different-image SSIM of the same image
+      (:func:`~SaliencyTrustLib.criteria.verdicts.final_state_verdict`; the curve's lowest state is
+      reported beside it); the same on Spearman's rank correlation (Binder et al. 2023), and a
+      method passing on SSIM but not on rank is flagged;
+    * repeatability / reproducibility: SSIM between the two models' maps vs the different-image SSIM.
+
+    A method passes only if it also beats, paired, every negative control that passes the same
+    criterion (for repeatability / reproducibility: every control whose map depends on the model;
+    a model-independent map is repeatable by construction, and the randomization criterion rejects
+    it). Controls get rows of their own (``details["control"]``).
     """
     from ..criteria import Scorecard
+    from ..criteria.verdicts import final_state_verdict, paired_verdict
+    from ..saliency.controls import MODEL_INDEPENDENT
 
     settings = results["settings"]
     rule_text = rules(settings["localization_baseline"])
+    min_images, seed = results.get("min_images", 20), settings["seed"]
     card = Scorecard(params={"settings": settings, "fingerprint": results["fingerprint"],
                              "ssim_data_range": results["ssim_data_range"],
                              "localization_baseline": settings["localization_baseline"],
                              "consistency_target": settings["consistency_target"],
-                             "target_class": settings["target_class"],
+                             "target_class": settings["target_class"], "min_images": min_images,
+                             "verdict": "paired percentile-bootstrap 95% CI of the mean difference to the baseline "
+                                        "(10000 resamples, seed = settings seed): pass above 0, fail below 0, "
+                                        f"undecided when it includes 0 or with fewer than {min_images} images",
                              "preprocessing": results["preprocessing"]}, versions=results["versions"])
-    baseline = results.get("different_image_baseline", {})
-    for m in results["methods"]:
-        loc = results.get("localization")
-        if loc:
-            value = loc["summary"][m]["mean"]
-            mean_mask = loc["baselines"]["mean_mask"]["mean"]
-            randomized = loc["baselines"]["randomized_model"].get(m, {}).get("mean")
-            if loc["baseline"] == "average_mask":
-                reference, reference_name = mean_mask, loc["mean_mask_name"]
+    controls = results.get("controls", [])
+    for criterion in CRITERIA:
+        numbers = {m: _criterion_numbers(results, criterion, m) for m in results["methods"] + controls}
+        verdicts, states = {}, {}
+        for m, found in numbers.items():
+            if found is None:
+                continue
+            _value, _base, per_image, base_per_image, higher, _details = found
+            if criterion == "randomization":
+                verdicts[m], states[m] = final_state_verdict(per_image, base_per_image, min_images=min_images, seed=seed)
             else:
-                reference, reference_name = randomized, "same method on the fully randomized model"
-            card.add(m, "localization", value, reference,
-                     None if value is None or reference is None else value > reference, rule_text["localization"],
-                     value_name="mean AUPRC", baseline_name=reference_name,
-                     mean_mask_auprc=mean_mask, randomized_model_auprc=randomized,
-                     above_randomized_model=None if value is None or randomized is None else value > randomized,
-                     study_localization_networks={"U-Net (study, SIIM)": 0.404, "RetinaNet (study, RSNA)": 0.596},
-                     n_images=loc["summary"][m]["n"], n_undefined=loc["summary"][m]["n_undefined"])
-        ran = results.get("randomization")
-        if ran:
-            curve = [s["mean"] for s in ran["curves"][m]["ssim"]]
-            defined = [(v, i) for i, v in enumerate(curve) if v is not None]
-            base = baseline.get(m, {}).get("ssim")
-            lowest = min(defined)[0] if defined else None
-            first = next((ran["states"][i + 1] for v, i in defined if base is not None and v < base), None)
-            card.add(m, "randomization", lowest, base, None if lowest is None or base is None else lowest < base,
-                     rule_text["randomization"], value_name="min over states of mean SSIM",
-                     baseline_name="different-image mean SSIM", first_below=first,
-                     final_state_ssim=curve[-1] if curve else None,
-                     states=ran["state_labels"][1:], ssim_curve=curve,
-                     spearman_curve=[s["mean"] for s in ran["curves"][m]["spearman"]])
-        for criterion in ("repeatability", "reproducibility"):
-            block = results.get(criterion)
-            if block:
-                value = block["summary"][m]["mean"]
-                base = baseline.get(m, {}).get("ssim")
-                card.add(m, criterion, value, base, None if value is None or base is None else value > base,
-                         rule_text[criterion], value_name="mean SSIM",
-                         baseline_name="different-image mean SSIM (localization baseline absent)",
-                         study_localization_networks=REFERENCE_SSIM,
-                         spearman_mean=block["spearman_summary"][m]["mean"])
+                verdicts[m] = paired_verdict(per_image, base_per_image, higher_is_better=higher,
+                                             min_images=min_images, seed=seed) if per_image else None
+        for m, found in numbers.items():
+            if found is None:
+                continue
+            value, base, per_image, _base_per_image, higher, details = found
+            verdict = verdicts[m]
+            extra: Dict[str, Any] = {"control": m in controls}
+            status = verdict.status if verdict else "undecided"
+            if verdict is not None:
+                extra["verdict"] = verdict.to_dict()
+            if criterion == "randomization":
+                ran = results["randomization"]
+                extra["verdict_state"] = None if states[m] is None else ran["state_labels"][states[m] + 1]
+                rank_baseline = (results["different_image_baseline"][m].get("spearman_per_study")
+                                 or [None] * results["cohort"]["n_sample"])
+                rank, _state = final_state_verdict(ran["curves"][m]["spearman_per_study"], rank_baseline,
+                                                   min_images=min_images, seed=seed)
+                extra["rank_verdict"] = rank.to_dict()
+                extra["spearman_baseline"] = results["different_image_baseline"][m].get("spearman")
+                if status == "pass" and rank.status != "pass":
+                    extra["flag"] = "passes on SSIM but not on rank correlation (Binder et al. 2023)"
+                per_image = per_image[states[m]] if states[m] is not None else []
+            if m not in controls and status == "pass":
+                unbeaten = []
+                for control in controls:
+                    if verdicts.get(control) is None or verdicts[control].status != "pass":
+                        continue
+                    if criterion in ("repeatability", "reproducibility") and control in MODEL_INDEPENDENT:
+                        continue
+                    theirs = numbers[control][2]
+                    if criterion == "randomization":          # the control at its own verdict state
+                        theirs = theirs[states[control]]
+                    versus = paired_verdict(per_image, theirs, higher_is_better=higher,
+                                            min_images=min_images, seed=seed)
+                    if versus.status != "pass":
+                        unbeaten.append(control)
+                if unbeaten:
+                    status = "undecided"
+                    extra["unbeaten_controls"] = unbeaten
+                    extra["reason"] = "passes its baseline but does not beat the control(s) " + ", ".join(unbeaten)
+            if status == "undecided" and "reason" not in extra:
+                extra["reason"] = verdict.reason if verdict else "no defined value"
+            passed = None if status == "undecided" else status == "pass"
+            value_name, baseline_name = details.pop("value_name"), details.pop("baseline_name")
+            card.add(m, criterion, value, base, passed,
+                     rule_text[criterion] + "; decided by the paired bootstrap CI of the difference, and only if "
+                     "the method beats every control that passes", value_name=value_name,
+                     baseline_name=baseline_name, **details, **extra)
     return card
 
 

@@ -186,8 +186,13 @@ def make_methods(settings: EvaluationSettings, methods: Sequence[str]) -> Dict[s
     """The study's :class:`~SaliencyTrustLib.saliency.SaliencyMethod` objects by name."""
     from ..saliency import SaliencyMethod
 
-    return {m: SaliencyMethod(m, preset=settings.preset, postprocess=settings.postprocess,
-                              **settings.method_params.get(m, {})) for m in methods}
+    from ..saliency.registry import CONTROLS
+
+    # a control is already a map in [0, 1]: the "paper" clip at the 99th percentile would erase a
+    # single bright pixel
+    return {m: SaliencyMethod(m, preset=None, postprocess="abs_sum") if m in CONTROLS else
+            SaliencyMethod(m, preset=settings.preset, postprocess=settings.postprocess,
+                           **settings.method_params.get(m, {})) for m in methods}
 
 
 def _predict(model, images):
@@ -208,7 +213,7 @@ def compute_steps(plan: RunPlan, cohort: Cohort, loaded: LoadedModels, settings:
 
     done = done_unit_keys(root)
     mine = shard(plan.groups, context.rank, context.world_size)
-    methods_run = plan.methods
+    methods_run = plan.scored
     todo_units = [u for g in mine for u in plan.units_of(g.study_ids, methods_run) if u.key not in done]
     stats = {"rank": context.rank, "groups": len(mine), "units_todo": len(todo_units), "units_done_now": 0,
              "failed_studies": 0}
@@ -311,7 +316,7 @@ def compute_steps(plan: RunPlan, cohort: Cohort, loaded: LoadedModels, settings:
                         unit = Unit(study_id, method_name, state)
                         if unit.key in done:
                             continue
-                        if state == ORIGINAL:
+                        if state == ORIGINAL and method_name in plan.methods:
                             _write_native_map(root, prepared[study_id], method_name, saliency_map,
                                               loaded.preprocessing)
                         relpath = store.write_map(unit, saliency_map)

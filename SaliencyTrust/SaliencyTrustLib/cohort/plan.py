@@ -32,7 +32,7 @@ class RunPlan:
         config: the fingerprinted configuration.
         references: ids of the reference studies (different-image baseline only).
         skipped_criteria / skipped_methods: what cannot run, with the reason.
-        methods: the methods that run.
+        methods: the methods that run; controls: the negative controls that run beside them.
     """
 
     studies: Dict[str, StudyRef]
@@ -46,6 +46,12 @@ class RunPlan:
     references: Dict[str, StudyRef] = field(default_factory=dict)
     skipped_methods: Dict[str, str] = field(default_factory=dict)
     methods: List[str] = field(default_factory=list)
+    controls: List[str] = field(default_factory=list)
+
+    @property
+    def scored(self) -> List[str]:
+        """Methods, then controls: everything that gets maps and numbers."""
+        return list(self.methods) + list(self.controls)
 
     def units_of(self, study_ids: Sequence[str], methods: Sequence[str]) -> List[Unit]:
         return [Unit(s, m, st) for s in study_ids for st in self.states[s] for m in methods]
@@ -164,4 +170,5 @@ def make_plan(cohort: Cohort, settings: EvaluationSettings, loaded: LoadedModels
     }
     groups = make_groups(ids + sorted(references), settings.batch_size)
     return RunPlan({s.study_id: s for s in chosen}, sample, states, cascade_states, groups,
-                   sample[:GALLERY_SIZE], config, skipped, references, skipped_methods, methods)
+                   sample[:GALLERY_SIZE], config, skipped, references, skipped_methods, methods,
+                   list(settings.controls))

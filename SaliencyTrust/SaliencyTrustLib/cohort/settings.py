@@ -22,6 +22,10 @@ CRITERIA = ("localization", "randomization", "repeatability", "reproducibility")
 PAPER_METHODS = ("gradient", "smoothgrad", "integrated_gradients", "smoothgrad_ig", "gradcam",
                  "guided_backprop", "guided_gradcam", "xrai")
 
+#: The negative controls (kept here as names so the settings load without torch; the registry's
+#: ``CONTROLS`` is the same tuple, pinned by a test).
+CONTROLS = ("control_uniform", "control_single_pixel", "control_constant", "control_edge")
+
 #: Named choices (setting -> allowed values; the first is the default).
 CHOICES: Dict[str, Tuple[str, ...]] = {
     "study_selection": ("positive", "all"),
@@ -64,6 +68,10 @@ class EvaluationSettings:
         consistency_target: the class the replicate / second architecture explain:
             ``"own_prediction"`` (each model its own, as the study) or ``"original_prediction"``.
         postprocess: map post-processing (``"paper"``: abs, sum, clip 99th percentile, [0, 1]).
+        controls: negative controls run beside the methods through every criterion
+            (:data:`SaliencyTrustLib.saliency.registry.CONTROLS`; ``()`` for none).
+        min_images: fewest images with both numbers for a verdict; fewer is "undecided"
+            (:mod:`SaliencyTrustLib.criteria.verdicts`).
     """
 
     methods: Tuple[str, ...] = PAPER_METHODS
@@ -84,6 +92,8 @@ class EvaluationSettings:
     target_class: Optional[int] = None
     consistency_target: str = "own_prediction"
     postprocess: str = "paper"
+    controls: Tuple[str, ...] = CONTROLS
+    min_images: int = 20
 
     def __post_init__(self) -> None:
         if isinstance(self.preprocessing, dict):
@@ -93,6 +103,12 @@ class EvaluationSettings:
                 raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}.")
         self.methods = tuple(self.methods)
         self.criteria = tuple(self.criteria)
+        self.controls = tuple(self.controls)
+        wrong = sorted(set(self.controls) - set(CONTROLS))
+        if wrong:
+            raise ValueError(f"unknown controls {wrong}; choose among {list(CONTROLS)}.")
+        if set(self.controls) & set(self.methods):
+            raise ValueError("a control is listed among the methods; give it in controls only.")
         unknown = sorted(set(self.criteria) - set(CRITERIA))
         if unknown:
             raise ValueError(f"unknown criteria {unknown}; choose among {list(CRITERIA)}.")
@@ -109,6 +125,7 @@ class EvaluationSettings:
         """Plain-JSON form (tuples as lists)."""
         out = asdict(self)
         out["methods"], out["criteria"] = list(self.methods), list(self.criteria)
+        out["controls"] = list(self.controls)
         out["preprocessing"] = self.preprocessing.to_dict()
         return out
 

@@ -30,7 +30,10 @@ def summary_text(results: Dict[str, Any], out_dir, report: Optional[Path] = None
             mark = "?" if entry.passed is None else ("PASS" if entry.passed else "fail")
             base = "n/a" if entry.baseline is None else f"{entry.baseline:.3f}"
             cells.append(f"{entry.value:>10.3f}/{base:<6} {mark:>5}  ")
-        lines.append(f"{method:<22}" + "".join(cells) + f"{'yes' if card.passes_all(method) else 'no':>9}")
+        verdict = card.passes_all(method)
+        trusted = ("control" if method in results.get("controls", []) else
+                   {True: "yes", False: "no", None: "undecided"}[verdict])
+        lines.append(f"{method:<22}" + "".join(cells) + f"{trusted:>10}")
     failures = results.get("failures") or {}
     if failures:
         lines.append(f"{len(failures)} studies skipped (see the report): " + ", ".join(list(failures)[:5])

@@ -45,6 +45,7 @@ def _scorecard_table(results: Dict[str, Any]) -> str:
     head = "".join(f"<th>{CRITERIA_TITLES[c]}</th>" for c in criteria)
     rows, rules = [], {}
     for method in card.methods:
+        control = any(r.details.get("control") for r in card.rows if r.method == method)
         cells = []
         for c in criteria:
             entry = card.get(method, c)
@@ -54,11 +55,21 @@ def _scorecard_table(results: Dict[str, Any]) -> str:
             rules[c] = entry.rule
             passes = entry.passed
             css = "na" if passes is None else ("pass" if passes else "fail")
-            mark = "?" if passes is None else ("&#10003; pass" if passes else "&#10007; fail")
-            cells.append(f'<td class="{css}" title="{html.escape(entry.baseline_name)}">{mark}<br>'
-                         f'{_fmt(entry.value)} vs {_fmt(entry.baseline)}</td>')
-        trusted = '<td class="pass">yes</td>' if card.passes_all(method) else '<td class="fail">no</td>'
-        rows.append(f"<tr><th>{html.escape(method)}</th>{''.join(cells)}{trusted}</tr>")
+            mark = "? undecided" if passes is None else ("&#10003; pass" if passes else "&#10007; fail")
+            verdict = entry.details.get("verdict") or {}
+            ci = (f"<br><span class=\"sub\">diff {_fmt(verdict.get('difference'))} "
+                  f"[{_fmt(verdict.get('ci_low'))}, {_fmt(verdict.get('ci_high'))}], n={verdict.get('n_images')}</span>"
+                  if verdict else "")
+            note = entry.details.get("reason") or entry.details.get("flag") or ""
+            cells.append(f'<td class="{css}" title="{html.escape(entry.baseline_name + ". " + note)}">{mark}<br>'
+                         f'{_fmt(entry.value)} vs {_fmt(entry.baseline)}{ci}</td>')
+        if control:
+            trusted = '<td class="na">negative control</td>'
+        else:
+            trusted = {True: '<td class="pass">yes</td>', False: '<td class="fail">no</td>',
+                       None: '<td class="na">undecided</td>'}[card.passes_all(method)]
+        label = f"{html.escape(method)}" + (" <span class=\"sub\">(control)</span>" if control else "")
+        rows.append(f"<tr><th>{label}</th>{''.join(cells)}{trusted}</tr>")
     rule_items = "".join(f"<li><b>{c}</b>: {html.escape(rules[c])}</li>" for c in criteria if c in rules)
     return (f"<table id=\"scorecard\"><tr><th>method</th>{head}<th>trusted on every criterion</th></tr>"
             f"{''.join(rows)}</table><ul class=\"sub\">{rule_items}</ul>")
@@ -66,13 +77,17 @@ def _scorecard_table(results: Dict[str, Any]) -> str:
 
 def _verdict(results: Dict[str, Any]) -> str:
     scorecard = _card(results)
-    card = {m: None for m in scorecard.methods}
-    trusted = [m for m in scorecard.methods if scorecard.passes_all(m)]
+    card = {m: None for m in results["methods"]}
+    trusted = [m for m in results["methods"] if scorecard.passes_all(m)]
     criteria = [c for c in CRITERIA_ORDER if c in results.get("criteria", [])]
+    undecided = [m for m in results["methods"] if scorecard.passes_all(m) is None]
     if trusted:
         text = f"{len(trusted)} of {len(card)} methods pass every evaluated criterion: {', '.join(trusted)}."
     else:
         text = f"None of the {len(card)} methods passes every evaluated criterion ({', '.join(criteria)})."
+    if undecided:
+        text += (f" Undecided (a confidence interval that includes the baseline, fewer than "
+                 f"{results.get('min_images', 20)} images, or a control not beaten): {', '.join(undecided)}.")
     skipped = results.get("skipped_criteria") or {}
     if skipped:
         text += " Not evaluated: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()) + "."

@@ -60,14 +60,27 @@ METHODS: Dict[str, MethodSpec] = {spec.name: spec for spec in (
                "GradCAM++ channel weights"),
     MethodSpec("input_x_gradient", "gradients:input_x_gradient", "captum.attr.InputXGradient", False,
                "input times gradient"),
+    MethodSpec("control_uniform", "controls:control_uniform", "negative control", False,
+               "uniform noise, redrawn per image and model state"),
+    MethodSpec("control_single_pixel", "controls:control_single_pixel", "negative control", False,
+               "one bright pixel, redrawn per image and model state"),
+    MethodSpec("control_constant", "controls:control_constant", "negative control", False,
+               "the same value everywhere"),
+    MethodSpec("control_edge", "controls:control_edge", "negative control (Adebayo et al. 2018)", False,
+               "Sobel gradient magnitude of the input"),
 )}
 
+#: The negative controls (:mod:`.controls`), run beside the methods in every study.
+CONTROLS = ("control_uniform", "control_single_pixel", "control_constant", "control_edge")
 
-def available_methods() -> List[str]:
+
+def available_methods(include_controls: bool = False) -> List[str]:
     """Names of the registered methods, the study's eight first, in a stable order:
     ``gradient, smoothgrad, integrated_gradients, smoothgrad_ig, gradcam, guided_backprop,
-    guided_gradcam, xrai, occlusion, gradcam_pp, input_x_gradient``."""
-    return [name for name, spec in METHODS.items() if _is_available(spec)]
+    guided_gradcam, xrai, occlusion, gradcam_pp, input_x_gradient`` (then the negative
+    :data:`CONTROLS` when ``include_controls``)."""
+    return [name for name, spec in METHODS.items()
+            if _is_available(spec) and (include_controls or name not in CONTROLS)]
 
 
 def _is_available(spec: MethodSpec) -> bool:

@@ -41,6 +41,7 @@ from slicer import (
     vtkMRMLTableNode,
 )
 from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -89,6 +90,14 @@ PIP_REQUIREMENTS = (
 )
 MINIMUM_TORCH_VERSION = "2.2"
 
+#: Where the extension is documented (the Extensions Index's homepage; an anchor that exists in
+#: docs/slicer.md, tested).
+HOMEPAGE_URL = "https://github.com/SaliencyTrust/SaliencyTrust/blob/main/docs/slicer.md#the-3d-slicer-module"
+#: Module category: one the Slicer Extensions Index accepts (the extension's EXTENSION_CATEGORY).
+MODULE_CATEGORY = "Quantification"
+#: Contributors as "Name (Organization)", as Slicer lists them (the extension's EXTENSION_CONTRIBUTORS).
+CONTRIBUTORS = ("SaliencyTrust developers (SaliencyTrust project)",)
+
 #: Name of the overlay colour table the module adds to the scene (blue = low, red = high, the
 #: "jet" look of saliency papers), the same in Slicer and headless.
 MAP_COLOR_TABLE_NAME = "SaliencyTrust jet"
@@ -121,16 +130,16 @@ class SaliencyTrust(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("Saliency Trust")
-        self.parent.categories = [_("Explainable AI")]
+        # Slicer's own "Quantification" category (translated as the core translates it).
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", MODULE_CATEGORY)]
         self.parent.dependencies = []
-        self.parent.contributors = ["SaliencyTrust developers"]
+        self.parent.contributors = list(CONTRIBUTORS)
         self.parent.helpText = _(
             "Computes a classifier's saliency maps on the selected image and tests whether they can "
             "be trusted to localize an abnormality (localization utility, sensitivity to weight "
             "randomization, repeatability, reproducibility; Arun et al., Radiology: AI 2021). "
-            "See the <a href=\"https://github.com/SaliencyTrust/SaliencyTrust#slicer-module\">"
-            "module documentation</a>."
-        )
+            "See the <a href=\"{url}\">module documentation</a>."
+        ).format(url=HOMEPAGE_URL)
         self.parent.acknowledgementText = _(
             "Built on MONAI, captum, highdicom and 3D Slicer. Criteria from Arun N. et al., "
             "Assessing the Trustworthiness of Saliency Maps for Localizing Abnormalities in "

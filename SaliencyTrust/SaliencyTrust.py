@@ -74,21 +74,13 @@ CRITERIA = ("localization", "randomization", "repeatability", "reproducibility")
 #: Study id of the reviewed image in the pipeline's results (baseline images: ``baseline-NN``).
 INPUT_STUDY_ID = "input"
 
-#: Python requirements installed on the first Apply: (import name, pip requirement). torch is not
-#: here: it comes from the PyTorch extension (``PyTorchUtils``), which picks the CUDA build.
-PIP_REQUIREMENTS = (
-    ("monai", "monai>=1.4"),
-    ("captum", "captum>=0.7"),
-    ("skimage", "scikit-image>=0.22"),
-    ("numba", "numba>=0.59"),
-    ("sklearn", "scikit-learn>=1.3"),
-    ("scipy", "scipy>=1.10"),
-    ("SimpleITK", "SimpleITK>=2.3"),
-    ("nibabel", "nibabel>=5.0"),
-    ("pydicom", "pydicom>=3.0"),
-    ("highdicom", "highdicom>=0.23"),
-)
-MINIMUM_TORCH_VERSION = "2.2"
+#: The Python packages the core needs, with version ranges (``pyproject.toml``'s dependencies; a
+#: test holds them equal). Checked on the first Apply: a package that is absent, or installed at a
+#: version outside its range (an older monai), is installed / upgraded. torch comes from the PyTorch
+#: extension (``PyTorchUtils``, which picks the CUDA build), the rest from ``slicer.packaging``.
+REQUIREMENTS_FILE = os.path.join(_MODULE_DIR, "Resources", "requirements.txt")
+#: Distribution names installed by the PyTorch extension rather than pip.
+TORCH_DISTRIBUTIONS = ("torch",)
 
 #: Where the extension is documented (the Extensions Index's homepage; an anchor that exists in
 #: docs/slicer.md, tested).
@@ -634,23 +626,63 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
     # ---------------------------------------------------------------- dependencies
 
     @staticmethod
-    def missingRequirements() -> List[str]:
-        """pip requirements whose import name cannot be found (torch excluded)."""
-        return [req for name, req in PIP_REQUIREMENTS if importlib.util.find_spec(name) is None]
+    def loadRequirements(path: str = REQUIREMENTS_FILE) -> List[Any]:
+        """``Resources/requirements.txt`` as ``packaging.requirements.Requirement`` objects (comments,
+        blank lines and pip options skipped, as ``slicer.packaging.load_requirements`` reads it)."""
+        from packaging.requirements import Requirement
+
+        with open(path, encoding="utf-8") as handle:
+            lines = [line.split("#", 1)[0].strip() for line in handle]
+        return [Requirement(line) for line in lines if line and not line.startswith("-")]
+
+    @staticmethod
+    def unsatisfiedRequirements(requirements: Sequence[Any]) -> List[tuple]:
+        """``(requirement, installed version or None)`` for each requirement that is not met: the
+        distribution is absent, or installed at a version outside the range (an older monai is
+        reported, to be upgraded, not accepted). Requirements whose marker excludes this platform
+        are met."""
+        from importlib import metadata
+
+        from packaging.markers import default_environment
+
+        importlib.invalidate_caches()
+        unmet = []
+        for requirement in requirements:
+            if requirement.marker is not None and not requirement.marker.evaluate(default_environment()):
+                continue
+            try:
+                installed = metadata.version(requirement.name)
+            except metadata.PackageNotFoundError:
+                unmet.append((requirement, None))
+                continue
+            if not requirement.specifier.contains(installed, prereleases=True):
+                unmet.append((requirement, installed))
+        return unmet
+
+    def missingRequirements(self) -> List[str]:
+        """The unmet requirements of ``Resources/requirements.txt`` as text, e.g.
+        ``"monai>=1.4 (1.3.0 installed)"``."""
+        return [f"{req} ({installed} installed)" if installed else str(req)
+                for req, installed in self.unsatisfiedRequirements(self.loadRequirements())]
 
     def ensureDependencies(self, askConfirmation: bool = True) -> None:
-        """Install what is missing, after asking: torch through the PyTorch extension, the rest with pip.
+        """Install or upgrade what ``Resources/requirements.txt`` needs, after asking once.
 
+        torch goes through the PyTorch extension (``PyTorchUtils.installTorch`` with the file's
+        range: it picks the CUDA build for the machine), everything else through
+        ``slicer.packaging.pip_ensure`` (Slicer >= 5.8; ``slicer.util.pip_install`` before), given
+        the requirement with its range, so pip upgrades a package installed at an older version.
         Never called at import time; the Widget calls it on Apply.
 
         Raises:
-            DependencyError: the user declined, or the PyTorch extension is not installed.
+            DependencyError: the user declined, the PyTorch extension is missing, or a requirement
+                is still not met after installing (the message names it; restart Slicer).
         """
-        torchMissing = importlib.util.find_spec("torch") is None
-        missing = self.missingRequirements()
-        if not torchMissing and not missing:
+        requirements = self.loadRequirements()
+        unmet = self.unsatisfiedRequirements(requirements)
+        if not unmet:
             return
-        what = (["torch (PyTorch extension)"] if torchMissing else []) + missing
+        what = [f"{req} (installed: {installed}, will be upgraded)" if installed else str(req) for req, installed in unmet]
         if askConfirmation and not slicer.util.confirmOkCancelDisplay(
                 _("Saliency Trust needs these Python packages, which will be downloaded and "
                   "installed now (this can take several minutes):\n{packages}").format(
@@ -658,21 +690,36 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
                 _("Install Python packages")):
             raise DependencyError(_("Installation declined; the module cannot compute maps without: ")
                                   + ", ".join(what))
-        if torchMissing:
+        torchRequirements = [req for req, _installed in unmet if req.name.lower() in TORCH_DISTRIBUTIONS]
+        pipRequirements = [str(req) for req, _installed in unmet if req.name.lower() not in TORCH_DISTRIBUTIONS]
+        for requirement in torchRequirements:
             try:
                 import PyTorchUtils
             except ModuleNotFoundError as error:
                 raise DependencyError(_("Saliency Trust needs the PyTorch extension: install "
                                         "\"PyTorch\" from the Extensions Manager, restart Slicer, "
                                         "then press Apply again.")) from error
-            torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-            torch = torchLogic.installTorch(askConfirmation=False,
-                                            torchVersionRequirement=f">={MINIMUM_TORCH_VERSION}")
+            torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                askConfirmation=False, torchVersionRequirement=str(requirement.specifier))
             if torch is None:
                 raise DependencyError(_("PyTorch could not be installed by the PyTorch extension."))
-        if missing:
-            slicer.util.pip_install(" ".join(f'"{req}"' for req in missing))
-        importlib.invalidate_caches()
+        if pipRequirements:
+            try:
+                packaging = importlib.import_module("slicer.packaging")
+            except ImportError:  # Slicer < 5.8
+                packaging = None
+            if packaging is not None and hasattr(packaging, "pip_ensure"):
+                # Already asked above; pip_ensure offers a restart if an imported package changed.
+                packaging.pip_ensure(pipRequirements, prompt_install=False, requester="Saliency Trust",
+                                     skip_in_testing=False)
+            else:
+                slicer.util.pip_install(" ".join(f'"{req}"' for req in pipRequirements))
+        stillUnmet = self.unsatisfiedRequirements(requirements)
+        if stillUnmet:
+            raise DependencyError(_("These Python packages are still missing or too old after installing: {what}. "
+                                    "Restart Slicer and press Apply again; if it persists, install them from "
+                                    "the Python console with slicer.packaging.pip_install.").format(
+                what=", ".join(f"{req} ({installed or 'absent'})" for req, installed in stillUnmet)))
 
     @staticmethod
     def availableMethods() -> List[str]:

@@ -97,57 +97,6 @@ def test_maps_lie_on_the_input_grid_of_an_oblique_volume(st, scene, mk, tmp_path
     np.testing.assert_allclose(saliency, pre.map_to_native(np.asarray(core)[0], geometry), atol=1e-6)
 
 
-def test_dependencies_are_installed_on_first_apply_after_asking(st, monkeypatch):
-    import importlib.util
-    import types
-
-    import slicer
-
-    real_find_spec = importlib.util.find_spec
-    missing = {"torch", "monai"}
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name in missing else real_find_spec(name, *a))
-    calls = []
-    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda text, title=None, **kw: calls.append(("ask", text)) or answer[0], raising=False)
-    monkeypatch.setattr(slicer.util, "pip_install", lambda requirements: calls.append(("pip", requirements)), raising=False)
-
-    class PyTorchUtilsLogic:
-        def installTorch(self, askConfirmation=True, torchVersionRequirement=None, **kw):
-            calls.append(("torch", torchVersionRequirement))
-            return torch
-
-    monkeypatch.setitem(sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=PyTorchUtilsLogic))
-    logic = st.SaliencyTrustLogic()
-
-    answer = [False]
-    with pytest.raises(st.DependencyError, match="declined"):
-        logic.ensureDependencies(askConfirmation=True)
-    assert [c[0] for c in calls] == ["ask"] and "monai" in calls[0][1] and "torch" in calls[0][1]
-
-    calls.clear()
-    answer[0] = True
-    logic.ensureDependencies(askConfirmation=True)
-    assert [c[0] for c in calls] == ["ask", "torch", "pip"]
-    assert calls[1][1].startswith(">=")
-    assert "monai" in calls[2][1] and "torch" not in calls[2][1]
-
-    calls.clear()
-    missing.clear()
-    logic.ensureDependencies(askConfirmation=True)
-    assert calls == []  # nothing missing: no question, no install
-
-
-def test_first_apply_installs_the_packages_the_core_declares(st):
-    """What Slicer installs on the first Apply is what pyproject.toml declares, range for range,
-    including numba (the SSIM kernel of every criterion but localization)."""
-    import tomllib
-
-    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    requirements = [requirement for _, requirement in st.PIP_REQUIREMENTS]
-    assert set(requirements) <= set(declared), set(requirements) - set(declared)
-    assert "numba>=0.59" in requirements
-
-
 def test_importing_the_module_loads_no_heavy_dependency():
     """Slicer imports every module at start-up: torch/monai must wait for the first Apply."""
     code = ("import sys; sys.path.insert(0, %r); import conftest; conftest.load_module(); "

@@ -13,9 +13,11 @@ One file with the four classes of a Slicer scripted module (the extension templa
 * :class:`SaliencyTrustTest` - exercises the whole module inside a running Slicer.
 
 Conventions: voxel arrays are ``(K, J, I)`` like ``slicer.util.arrayFromVolume``; the core works in
-LPS, MRML in RAS. Heavy work (model inference, saliency, randomization) runs in a worker thread in
-steps; every change to the MRML scene is applied on the GUI thread by a ``qt.QTimer`` that polls
-the worker, so the GUI stays responsive and Cancel takes effect between steps.
+LPS, MRML in RAS. Heavy work (model inference, saliency, randomization) runs in a child Python
+process (``python -m SaliencyTrustLib run-request``, the core's one study pipeline), followed by a
+worker thread that turns its progress lines into steps; every change to the MRML scene is applied
+on the GUI thread by a ``qt.QTimer`` that polls the worker, so the GUI stays responsive, and Cancel
+kills the child process at once. Models given in memory (``models=``) run in the worker thread.
 """
 
 import dataclasses
@@ -90,6 +92,11 @@ MODULE_CATEGORY = "Quantification"
 #: Contributors as "Name (Organization)", as Slicer lists them (the extension's EXTENSION_CONTRIBUTORS).
 CONTRIBUTORS = ("SaliencyTrust developers (SaliencyTrust project)",)
 
+#: The sample data set this module registers with the SampleData module (generated, not downloaded).
+SAMPLE_DATA_NAME = "SaliencyTrustChest"
+#: Threshold of the segmentation made from each map (the DICOM SEG export uses the same).
+MAP_SEGMENTATION_THRESHOLD = 0.5
+
 #: Name of the overlay colour table the module adds to the scene (blue = low, red = high, the
 #: "jet" look of saliency papers), the same in Slicer and headless.
 MAP_COLOR_TABLE_NAME = "SaliencyTrust jet"
@@ -137,6 +144,31 @@ class SaliencyTrust(ScriptedLoadableModule):
             "Assessing the Trustworthiness of Saliency Maps for Localizing Abnormalities in "
             "Medical Imaging, Radiology: Artificial Intelligence 2021;3(6):e200267."
         )
+        # The sample data set is registered once the SampleData module exists (after start-up).
+        app = getattr(slicer, "app", None)
+        if app is not None and hasattr(app, "connect"):
+            app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData() -> None:
+    """Register a synthetic chest radiograph with the SampleData module (category "Saliency Trust").
+
+    Nothing is downloaded: the loader generates the image, its lesion segmentation and a second
+    image for the baselines (:meth:`SaliencyTrustLogic.loadSampleData`). Needs numpy and scipy only.
+    """
+    try:
+        import SampleData
+    except ImportError:  # the SampleData module is disabled in this Slicer: nothing to register with
+        return
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="Saliency Trust", sampleName=SAMPLE_DATA_NAME, uris=[], fileNames=[], nodeNames=[],
+        thumbnailFileName=os.path.join(_MODULE_DIR, "Resources", "Icons", "SaliencyTrust.png"),
+        customDownloader=loadSampleData)
+
+
+def loadSampleData(source=None) -> List[Any]:
+    """The SampleData loader: :meth:`SaliencyTrustLogic.loadSampleData` into ``slicer.mrmlScene``."""
+    return SaliencyTrustLogic().loadSampleData()
 
 
 #
@@ -152,7 +184,7 @@ class SaliencyTrustParameterNode:
     groundTruthSegmentation - optional ground truth; all its segments are unioned.
     groundTruthROIs - optional ground-truth boxes (markups ROI nodes), unioned.
     baselineVolumes - other images, for the different-image SSIM baseline.
-    modelPath - a MONAI bundle folder or a model file (.pt / .ts).
+    modelPath - a MONAI bundle folder or a model file (weights .pt, TorchScript .ts).
     methods - saliency method names of the core's registry.
     targetClass - class whose pre-softmax logit is explained; -1 = the predicted class.
     run* - which trust criteria to evaluate.
@@ -331,7 +363,7 @@ class SaliencyTrustWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onCancelButton(self) -> None:
         if self._runner is not None:
-            self.ui.statusLabel.text = _("Cancelling after the current step...")
+            self.ui.statusLabel.text = _("Cancelling...")
             self._runner.cancel()
 
     def _onProgress(self, fraction: float, message: str) -> None:
@@ -448,6 +480,7 @@ class EvaluationResult:
     curves: Dict[str, List[Any]] = dataclasses.field(default_factory=dict)
     differentImageBaseline: Dict[str, float] = dataclasses.field(default_factory=dict)
     mapNodes: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    segmentationNodes: Dict[str, Any] = dataclasses.field(default_factory=dict)
     tableNode: Any = None
     curveTableNode: Any = None
     plotChartNode: Any = None
@@ -479,10 +512,11 @@ class Step:
 class SaliencyTrustRunner:
     """Runs a step generator off the GUI thread and applies each step's MRML updates on it.
 
-    ``steps`` is an iterator of :class:`Step`; its body (inference, saliency) runs in a worker
-    thread, each ``Step.apply`` runs on the thread that owns the ``qt.QTimer`` (the GUI thread).
-    :meth:`cancel` stops the worker before its next step; :meth:`runSynchronously` does the same
-    work on the calling thread (batch mode, tests).
+    ``steps`` is an iterator of :class:`Step`; its body (reading the study process, or inference
+    and saliency for in-memory models) runs in a worker thread, each ``Step.apply`` runs on the
+    thread that owns the ``qt.QTimer`` (the GUI thread). :meth:`cancel` calls ``onCancel`` at once
+    (the Logic kills the study process there) and stops the worker before its next step;
+    :meth:`runSynchronously` does the same work on the calling thread (batch mode, tests).
     """
 
     #: Seconds the GUI thread sleeps in each poll while the worker runs (see :meth:`_poll`).
@@ -490,8 +524,10 @@ class SaliencyTrustRunner:
 
     def __init__(self, steps: Iterator[Step], onProgress: Optional[Callable[[float, str], None]] = None,
                  onFinished: Optional[Callable[[Any, Optional[BaseException]], None]] = None,
-                 result: Any = None, pollIntervalMs: int = 50) -> None:
+                 result: Any = None, pollIntervalMs: int = 50,
+                 onCancel: Optional[Callable[[], None]] = None) -> None:
         self._steps = steps
+        self._onCancel = onCancel
         self._onProgress = onProgress or (lambda fraction, message: None)
         self._onFinished = onFinished or (lambda result, error: None)
         self.result = result
@@ -508,8 +544,10 @@ class SaliencyTrustRunner:
         return self._cancelEvent.is_set()
 
     def cancel(self) -> None:
-        """Ask the worker to stop before its next step (the current step finishes)."""
+        """Stop: ``onCancel`` runs now (it kills the study process), the worker stops before its next step."""
         self._cancelEvent.set()
+        if self._onCancel is not None:
+            self._onCancel()
 
     def runSynchronously(self) -> Any:
         """Run every step on this thread; raises what a step raised."""
@@ -893,6 +931,7 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         if not modelPath.exists():
             raise ValueError(_("Model '{path}' does not exist: choose a MONAI bundle folder or a "
                                "model file.").format(path=modelPath))
+        modelFactory = self.checkedFactory(modelFactory)
         image = self.imageVolumeFromNode(inputVolumeNode)
         groundTruth = None
         if segmentationNode is not None:
@@ -906,17 +945,61 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
                                "ROI boxes, or untick the criterion."))
         baselineImages = [self.imageVolumeFromNode(n) for n in baselineVolumeNodes
                           if n is not None and n.GetID() != inputVolumeNode.GetID()]
+        request = EvaluationRequest(image=image, groundTruth=groundTruth, baselineImages=baselineImages,
+                                    modelPath=modelPath, methods=list(methods), targetClass=targetClass,
+                                    criteria=list(criteria), granularity=granularity, seed=int(seed),
+                                    inputNodeID=inputVolumeNode.GetID(), device=device, modelFactory=modelFactory,
+                                    modelKwargs=modelKwargs, preprocessing=preprocessing, workDirectory=None)
         if workDirectory is None:
             import tempfile
 
-            safeID = "".join(c if c.isalnum() else "_" for c in inputVolumeNode.GetID())
-            workDirectory = Path(tempfile.gettempdir()) / "SaliencyTrust" / f"{os.getpid()}-{safeID}"
-        return EvaluationRequest(image=image, groundTruth=groundTruth, baselineImages=baselineImages,
-                                 modelPath=modelPath, methods=list(methods), targetClass=targetClass,
-                                 criteria=list(criteria), granularity=granularity, seed=int(seed),
-                                 inputNodeID=inputVolumeNode.GetID(), device=device, modelFactory=modelFactory,
-                                 modelKwargs=modelKwargs, preprocessing=preprocessing,
-                                 workDirectory=Path(workDirectory))
+            workDirectory = Path(tempfile.gettempdir()) / "SaliencyTrust" / self.requestDigest(request)
+        request.workDirectory = Path(workDirectory)
+        return request
+
+    @staticmethod
+    def checkedFactory(modelFactory: Optional[str]) -> Optional[str]:
+        """``module:callable`` or ``file.py:callable`` checked for shape (a ``.py`` file must exist
+        and is made absolute); the factory itself is imported by the study process.
+
+        Raises:
+            ValueError: no ``:callable`` part, or a ``.py`` file that does not exist.
+        """
+        if not modelFactory:
+            return None
+        module, _sep, attribute = modelFactory.strip().rpartition(":")
+        if not module or not attribute or not attribute.isidentifier():
+            raise ValueError(_("Model factory '{factory}' is not MODULE:CALLABLE; write e.g. "
+                               "mylab.models:build or /path/to/models.py:build.").format(factory=modelFactory))
+        if module.endswith(".py"):
+            if not Path(module).is_file():
+                raise ValueError(_("Model factory file '{file}' does not exist.").format(file=module))
+            module = str(Path(module).resolve())
+        return f"{module}:{attribute}"
+
+    @staticmethod
+    def requestDigest(request: EvaluationRequest) -> str:
+        """16 hex digits of SHA-256 over everything that changes the results (voxels, geometry,
+        ground truth, baseline images, model, methods, criteria, settings): the default work folder,
+        so the same Apply resumes its run and another never meets its files."""
+        import hashlib
+        import json
+
+        digest = hashlib.sha256()
+        for volume in [request.image] + list(request.baselineImages):
+            array = np.ascontiguousarray(volume.array)
+            digest.update(array.tobytes())
+            digest.update(repr((array.shape, str(array.dtype), tuple(np.asarray(volume.spacing, float)),
+                                tuple(np.asarray(volume.origin, float)),
+                                np.asarray(volume.direction, float).tobytes())).encode())
+        digest.update(b"no ground truth" if request.groundTruth is None else np.packbits(request.groundTruth).tobytes())
+        preprocessing = request.preprocessing.to_dict() if request.preprocessing is not None else None
+        digest.update(json.dumps({
+            "model": str(Path(request.modelPath).resolve()), "factory": request.modelFactory,
+            "kwargs": request.modelKwargs, "methods": request.methods, "criteria": request.criteria,
+            "target": request.targetClass, "granularity": request.granularity, "seed": request.seed,
+            "device": request.device, "preprocessing": preprocessing}, sort_keys=True, default=str).encode())
+        return digest.hexdigest()[:16]
 
     # ---------------------------------------------------------------- the computation (worker)
 
@@ -959,43 +1042,55 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         return cohort, studyModels, settings
 
     def evaluationSteps(self, request: EvaluationRequest, result: EvaluationResult,
-                        models: Optional[Dict[str, Any]] = None) -> Iterator[Step]:
+                        models: Optional[Dict[str, Any]] = None, process: Any = None) -> Iterator[Step]:
         """The work as steps: the body runs in the worker (no MRML), ``Step.apply`` on the GUI thread.
 
         The core's study pipeline computes everything (maps, cascade, second models, criteria,
-        scorecard) in ``request.workDirectory``; each map is shown as soon as it is written back on
-        the input's grid, the scorecard table and plot at the end. Stopping the iteration (Cancel)
-        keeps what is computed: the same Apply again resumes.
+        scorecard) in ``request.workDirectory``: in a child process (:meth:`studyProcess`; its
+        request and inputs are written here first) or, for ``models`` given in memory, on this
+        thread. Each map is shown as soon as the pipeline writes it back on the input's grid, the
+        scorecard table and plot at the end. Cancel (killing the process, or stopping the
+        iteration) keeps what is committed: the same Apply again resumes.
 
         Args:
             request: see :meth:`makeRequest`.
             result: filled as the steps run.
             models: torch models already in memory (``model``, optional ``replicate`` and
-                ``second``) instead of loading ``request.modelPath``.
-        """
-        from SaliencyTrustLib.cohort import study_steps
-        from SaliencyTrustLib.cohort.runner import native_relpath
+                ``second``) instead of loading ``request.modelPath``; they run in process.
+            process: the :class:`SaliencyTrustLib.cohort.request_process.StudyProcess` to run
+                (default :meth:`studyProcess`); the runner's Cancel kills it.
 
-        started = time.time()
+        Raises:
+            EvaluationCancelled: the process was killed (Cancel).
+            ValueError / RuntimeError: the pipeline's one-line error (a process failure carries
+                the child's output in ``error.traceback``).
+        """
+        from SaliencyTrustLib.cohort.request_process import StudyProcessCancelled, StudyProcessError
+
+        started, startedNs = time.time(), time.time_ns()
         cohort, studyModels, settings = self.studyInputs(request, models)
         workDirectory = Path(request.workDirectory)
-        steps = study_steps(cohort, studyModels, settings, workDirectory, restart=True,
-                            device=self.resolveDevice(request.device))
+        device = self.resolveDevice(request.device)
         yield Step(0.0, _("Loading the model(s)"))
-        results = None
-        while results is None:
-            try:
-                progress = next(steps)
-            except StopIteration as finished:
-                results = finished.value
-                break
-            for method in request.methods:
-                path = workDirectory / native_relpath(INPUT_STUDY_ID, method)
-                if method not in result.maps and path.is_file():
-                    result.maps[method] = self._readNativeMap(path)
-                    yield Step(min(0.99, progress.done / max(progress.total, 1)), f"{method}: map computed",
-                               self._applyOnGui(self._applyMap, result, method))
-            yield Step(min(0.99, progress.done / max(progress.total, 1)), progress.message)
+        if models is None:
+            from SaliencyTrustLib.cohort.cli_request import write_request
+
+            process = process if process is not None else self.studyProcess(request)
+            self._clearRequestInputs(Path(process.request).parent)
+            write_request(process.request, cohort, studyModels, settings, workDirectory, device=device, restart=True)
+            steps = process.progress()
+        else:
+            from SaliencyTrustLib.cohort import study_steps
+
+            steps = study_steps(cohort, studyModels, settings, workDirectory, restart=True, device=device)
+        try:
+            results = yield from self._followPipeline(steps, request, result, workDirectory, startedNs)
+        except StudyProcessCancelled as cancelled:
+            raise EvaluationCancelled("cancelled by the user") from cancelled
+        except StudyProcessError as failed:
+            error = RuntimeError(str(failed))
+            error.traceback = "\n".join(failed.log)
+            raise error from None
         failure = results["failures"].get(INPUT_STUDY_ID)
         if failure:
             raise ValueError(f"{request.image.metadata.get('name', 'the input')}: {failure}")
@@ -1006,6 +1101,59 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         result.status = (f"{len(results['methods'])} method(s), {len(result.scorecard.rows)} criteria rows in "
                          f"{time.time() - started:.1f} s. " + self.verdictSummary(result))
         yield Step(1.0, result.status, self._applyOnGui(self._applyTables, result))
+
+    def _followPipeline(self, steps, request: EvaluationRequest, result: EvaluationResult,
+                        workDirectory: Path, startedNs: int):
+        """Steps from the pipeline's progress (a generator of ``Progress`` returning the results):
+        each native map written during this run is read and shown at once; returns the results.
+
+        Maps on disk from before this run (another configuration's, in a reused folder) are not
+        shown here; the results list this run's maps, read at the end.
+        """
+        from SaliencyTrustLib.cohort.runner import native_relpath
+
+        while True:
+            try:
+                progress = next(steps)
+            except StopIteration as finished:
+                return finished.value
+            fraction = min(0.99, progress.done / max(progress.total, 1))
+            for method in request.methods:
+                path = workDirectory / native_relpath(INPUT_STUDY_ID, method)
+                if method not in result.maps and path.is_file() and path.stat().st_mtime_ns >= startedNs:
+                    result.maps[method] = self._readNativeMap(path)
+                    yield Step(fraction, f"{method}: map computed", self._applyOnGui(self._applyMap, result, method))
+            yield Step(fraction, progress.message)
+
+    @staticmethod
+    def _clearRequestInputs(folder: Path) -> None:
+        """Remove the inputs an earlier request wrote (their names carry their content hash)."""
+        import shutil
+
+        from SaliencyTrustLib.cohort.cli_request import INPUTS_DIR
+
+        shutil.rmtree(folder / INPUTS_DIR, ignore_errors=True)
+
+    @staticmethod
+    def pythonExecutable() -> str:
+        """The interpreter of the study process: Slicer's ``PythonSlicer`` (it sets up Slicer's
+        Python environment), else this interpreter (outside Slicer, tests)."""
+        import shutil
+
+        if getattr(slicer, "app", None) is not None:
+            found = shutil.which("PythonSlicer")
+            if found:
+                return found
+        return sys.executable
+
+    def studyProcess(self, request: EvaluationRequest):
+        """The child process that will run ``request`` (not started): ``python -m SaliencyTrustLib
+        run-request <work folder>/request/request.json`` with this module's ``SaliencyTrustLib``
+        first on its path; its output is kept for the error dialog."""
+        from SaliencyTrustLib.cohort.request_process import StudyProcess
+
+        return StudyProcess(Path(request.workDirectory) / "request" / "request.json",
+                            python=self.pythonExecutable(), package_dir=_MODULE_DIR)
 
     @staticmethod
     def _readNativeMap(path: Path) -> np.ndarray:
@@ -1069,9 +1217,10 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
     def _applyMap(self, result: EvaluationResult, method: str) -> None:
         inputNode = self.scene.GetNodeByID(result.request.inputNodeID)
         if not result.mapNodes:
-            for kind in ("map", "table", "curves", "plot"):
+            for kind in ("map", "segmentation", "table", "curves", "plot"):
                 self._removePreviousOutputs(result.request.inputNodeID, kind)
         result.mapNodes[method] = self.createMapVolumeNode(result.maps[method], inputNode, method)
+        result.segmentationNodes[method] = self.createMapSegmentationNode(result.maps[method], inputNode, method)
         if len(result.mapNodes) == 1:
             self.showMap(result, method)
 
@@ -1137,6 +1286,51 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         display.SetLowerThreshold(OVERLAY_TRANSPARENT_BELOW)
         display.SetUpperThreshold(2.0)  # above the maximum 1: the peak must stay visible
         return node
+
+    def createMapSegmentationNode(self, mapArray: np.ndarray, referenceVolumeNode, method: str,
+                                  threshold: float = MAP_SEGMENTATION_THRESHOLD):
+        """The thresholded map (``map >= threshold``) as a segmentation node on the input's grid.
+
+        The mask becomes a labelmap with the input's IJK->RAS and parent transform, imported by
+        Slicer's segmentation logic (its geometry is the input's); one segment, named after the
+        method and threshold, coloured red; shown as an outline. An all-below map gives an empty
+        segment. The same threshold makes the DICOM SEG of the export.
+        """
+        name = self.scene.GenerateUniqueName(f"{referenceVolumeNode.GetName()} saliency {method} >= {threshold:g}")
+        labels = np.ascontiguousarray(np.asarray(mapArray) >= threshold, dtype=np.uint8)
+        labelmap = self.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "SaliencyTrustTmp")
+        try:
+            ijkToRas = vtk.vtkMatrix4x4()
+            referenceVolumeNode.GetIJKToRASMatrix(ijkToRas)
+            labelmap.SetIJKToRASMatrix(ijkToRas)
+            labelmap.SetAndObserveTransformNodeID(referenceVolumeNode.GetTransformNodeID())
+            slicer.util.updateVolumeFromArray(labelmap, labels)
+            segmentation = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+            segmentation.SetAndObserveTransformNodeID(referenceVolumeNode.GetTransformNodeID())
+            segmentation.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolumeNode)
+            if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation):
+                raise ValueError(f"the {method} map could not be made a segmentation")
+        finally:
+            self.scene.RemoveNode(labelmap)
+        ids = vtk.vtkStringArray()
+        segmentation.GetSegmentation().GetSegmentIDs(ids)
+        if ids.GetNumberOfValues() == 0:  # nothing reached the threshold: an empty segment, still named
+            segmentation.GetSegmentation().AddEmptySegment("", f"{method} >= {threshold:g}")
+        else:
+            segment = segmentation.GetSegmentation().GetSegment(ids.GetValue(0))
+            segment.SetName(f"{method} >= {threshold:g}")
+            segment.SetColor(0.9, 0.1, 0.1)
+        segmentation.SetAttribute(OUTPUT_ATTRIBUTE, "segmentation")
+        segmentation.SetAttribute("SaliencyTrust.Input", referenceVolumeNode.GetID())
+        segmentation.SetAttribute("SaliencyTrust.Method", method)
+        segmentation.SetAttribute("SaliencyTrust.Threshold", f"{threshold:g}")
+        segmentation.CreateDefaultDisplayNodes()
+        display = segmentation.GetDisplayNode()
+        if display is not None:
+            display.SetVisibility2DFill(False)
+            display.SetVisibility2DOutline(True)
+            display.SetVisibility(False)
+        return segmentation
 
     def createTableNode(self, result: EvaluationResult, referenceVolumeNode):
         """The scorecard as a table node: method, criterion, value, baseline, passed, rule."""
@@ -1233,6 +1427,10 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
             composite.SetBackgroundVolumeID(result.request.inputNodeID)
             composite.SetForegroundVolumeID(mapNode.GetID())
             composite.SetForegroundOpacity(float(opacity))
+        for shown, segmentation in result.segmentationNodes.items():  # the shown map's outline only
+            display = segmentation.GetDisplayNode() if segmentation is not None else None
+            if display is not None:
+                display.SetVisibility(shown == method)
 
     def setOverlayOpacity(self, opacity: float) -> None:
         """Opacity of the map overlay in every slice view."""
@@ -1250,24 +1448,29 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
     # ---------------------------------------------------------------- entry points
 
     def startEvaluation(self, request: EvaluationRequest, onProgress=None, onFinished=None,
-                        synchronous: bool = False) -> SaliencyTrustRunner:
-        """Run the evaluation: in a worker thread (default, returns at once) or on this thread."""
+                        synchronous: bool = False, models: Optional[Dict[str, Any]] = None) -> SaliencyTrustRunner:
+        """Run the evaluation: followed by a worker thread (default, returns at once) or on this
+        thread. The pipeline runs in a child process (Cancel kills it at once), or in process for
+        ``models`` given in memory (Cancel stops between steps)."""
         result = EvaluationResult(request=request)
-        runner = SaliencyTrustRunner(self.evaluationSteps(request, result), onProgress=onProgress,
-                                     onFinished=onFinished, result=result)
+        process = None if models is not None else self.studyProcess(request)
+        runner = SaliencyTrustRunner(self.evaluationSteps(request, result, models=models, process=process),
+                                     onProgress=onProgress, onFinished=onFinished, result=result,
+                                     onCancel=None if process is None else process.kill)
+        runner.studyProcess = process
         if synchronous:
             runner.runSynchronously()
             return runner
         return runner.start()
 
     def process(self, inputVolumeNode, modelPath=DEFAULT_BUNDLE_DIR, methods: Sequence[str] = STUDY_METHODS,
-                **options) -> EvaluationResult:
+                models: Optional[Dict[str, Any]] = None, **options) -> EvaluationResult:
         """Batch entry point: evaluate on this thread and return the result (maps, table, plot).
 
-        ``options`` are :meth:`makeRequest`'s keyword arguments.
+        ``models``: see :meth:`evaluationSteps`; ``options`` are :meth:`makeRequest`'s keyword arguments.
         """
         request = self.makeRequest(inputVolumeNode, modelPath, methods, **options)
-        return self.startEvaluation(request, synchronous=True).result
+        return self.startEvaluation(request, synchronous=True, models=models).result
 
     def scorecard(self, result: EvaluationResult):
         """The study's :class:`~SaliencyTrustLib.criteria.Scorecard` (JSON/CSV/SR-ready), as the
@@ -1291,6 +1494,39 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
             else:
                 groups["undecided (n/a)"].append(method)
         return "; ".join(f"{name}: {', '.join(items)}" for name, items in groups.items() if items)
+
+    def loadSampleData(self, seed: int = 0) -> List[Any]:
+        """Add the module's sample study to the scene, generated here (nothing downloaded).
+
+        A synthetic chest radiograph with one lesion (``SaliencyTrustLib.synthetic``, 224 x 224,
+        0.8 mm pixels), its lesion as a segmentation on the image's grid, and a second radiograph
+        for the different-image baseline.
+
+        Returns:
+            ``[chest volume, lesion segmentation, other volume]``.
+        """
+        from SaliencyTrustLib.image import ImageVolume
+        from SaliencyTrustLib.synthetic import make_cohort
+
+        cases = make_cohort(6, seed=seed, kind="cxr")
+        positive = next(c for c in cases if c.label == 1)
+        other = next(c for c in cases if c is not positive)
+        spacing = (0.8, 0.8, 1.0)
+        chest = self.createVolumeNode(ImageVolume(positive.image[None], spacing=spacing), "SaliencyTrust chest")
+        otherNode = self.createVolumeNode(ImageVolume(other.image[None], spacing=spacing), "SaliencyTrust other chest")
+        labelmap = self.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "SaliencyTrustTmp")
+        try:
+            ijkToRas = vtk.vtkMatrix4x4()
+            chest.GetIJKToRASMatrix(ijkToRas)
+            labelmap.SetIJKToRASMatrix(ijkToRas)
+            slicer.util.updateVolumeFromArray(labelmap, np.ascontiguousarray(positive.mask[None], dtype=np.uint8))
+            lesion = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "SaliencyTrust chest lesion")
+            lesion.SetReferenceImageGeometryParameterFromVolumeNode(chest)
+            slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, lesion)
+        finally:
+            self.scene.RemoveNode(labelmap)
+        lesion.CreateDefaultDisplayNodes()
+        return [chest, lesion, otherNode]
 
     def sourceDicomFiles(self, volumeNode) -> List[str]:
         """Files of the DICOM instances a volume was loaded from (empty when not from the database)."""
@@ -1390,6 +1626,8 @@ class SaliencyTrustTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_SaliencyTrust_Logic()
+        self.setUp()
+        self.test_SaliencyTrust_SampleData()
         if getattr(slicer, "app", None) is not None and hasattr(slicer.app, "layoutManager"):
             self.setUp()
             self.test_SaliencyTrust_Widget()
@@ -1446,6 +1684,8 @@ class SaliencyTrustTest(ScriptedLoadableModuleTest):
             values = slicer.util.arrayFromVolume(node)
             self.assertEqual(values.shape, slicer.util.arrayFromVolume(volume).shape)
             self.assertTrue(0.0 <= values.min() and values.max() <= 1.0)
+            thresholded = logic.maskFromSegmentation(result.segmentationNodes[method], volume)
+            self.assertTrue(np.array_equal(thresholded, values >= MAP_SEGMENTATION_THRESHOLD))
         self.assertEqual(result.tableNode.GetNumberOfRows(), len(methods) * len(CRITERIA))
         self.assertIsNotNone(result.plotChartNode)
         with tempfile.TemporaryDirectory() as folder:
@@ -1454,6 +1694,17 @@ class SaliencyTrustTest(ScriptedLoadableModuleTest):
             for path in written:
                 self.assertTrue(path.exists() and path.stat().st_size > 0, path)
         self.delayDisplay("Saliency Trust: logic passed")
+
+    def test_SaliencyTrust_SampleData(self):
+        """The registered sample loads without the network: an image, its lesion, a baseline image."""
+        self.delayDisplay("Saliency Trust: sample data")
+        chest, lesion, other = loadSampleData()
+        logic = SaliencyTrustLogic()
+        mask = logic.maskFromSegmentation(lesion, chest)
+        self.assertEqual(mask.shape, slicer.util.arrayFromVolume(chest).shape)
+        self.assertTrue(mask.any())
+        self.assertEqual(slicer.util.arrayFromVolume(other).shape, mask.shape)
+        self.delayDisplay("Saliency Trust: sample data passed")
 
     def test_SaliencyTrust_Widget(self):
         """The GUI path: select inputs in the panel, Apply (threaded), switch maps, export."""

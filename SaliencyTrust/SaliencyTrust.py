@@ -96,6 +96,9 @@ CONTRIBUTORS = ("SaliencyTrust developers (SaliencyTrust project)",)
 SAMPLE_DATA_NAME = "SaliencyTrustChest"
 #: Threshold of the segmentation made from each map (the DICOM SEG export uses the same).
 MAP_SEGMENTATION_THRESHOLD = 0.5
+#: Preprocessing presets offered in the panel; "from bundle metadata" reads the bundle's
+#: ``network_data_format`` (the bundle's defaults for a model file).
+PREPROCESSING_CHOICES = ("from bundle metadata", "bundle", "study")
 
 #: Name of the overlay colour table the module adds to the scene (blue = low, red = high, the
 #: "jet" look of saliency papers), the same in Slicer and headless.
@@ -185,6 +188,16 @@ class SaliencyTrustParameterNode:
     groundTruthROIs - optional ground-truth boxes (markups ROI nodes), unioned.
     baselineVolumes - other images, for the different-image SSIM baseline.
     modelPath - a MONAI bundle folder or a model file (weights .pt, TorchScript .ts).
+    modelFactory - for a lab's own weights: ``module:callable`` or ``path/to/file.py:callable``
+        building the network; "" = a bundle, TorchScript or a built-in architecture.
+    modelKwargs - the factory's keyword arguments as a JSON object ("" = none).
+    preprocessingPreset - :data:`PREPROCESSING_CHOICES`: "from bundle metadata" (the bundle's
+        ``network_data_format``), "bundle" (1 channel, 224 px, [0, 1]) or "study" (Arun et al.:
+        3 channels, 320 px, [-1, 1]).
+    inChannels, inputSize - override the preset: network input channels (grey repeated) and grid
+        edge in pixels; 0 = the preset's (channels: read from the model's first convolution).
+    resizeMode - "preset", or "squash" / "pad" / "crop" (see ``SaliencyTrustLib.preprocessing``).
+    intensity - "" = the preset's, or "minmax01", "minmax11", "imagenet", "meanstd:M,S", "window:C,W".
     methods - saliency method names of the core's registry.
     targetClass - class whose pre-softmax logit is explained; -1 = the predicted class.
     run* - which trust criteria to evaluate.
@@ -202,6 +215,13 @@ class SaliencyTrustParameterNode:
     groundTruthROIs: list[vtkMRMLMarkupsROINode]
     baselineVolumes: list[vtkMRMLScalarVolumeNode]
     modelPath: Path = Path(DEFAULT_BUNDLE_DIR)
+    modelFactory: str = ""
+    modelKwargs: str = ""
+    preprocessingPreset: Annotated[str, Choice(list(PREPROCESSING_CHOICES))] = PREPROCESSING_CHOICES[0]
+    inChannels: Annotated[int, WithinRange(0, 64)] = 0
+    inputSize: Annotated[int, WithinRange(0, 4096)] = 0
+    resizeMode: Annotated[str, Choice(["preset", "squash", "pad", "crop"])] = "preset"
+    intensity: str = ""
     methods: list[str] = list(STUDY_METHODS)
     targetClass: Annotated[int, WithinRange(-1, 999)] = -1
     runLocalization: bool = True
@@ -897,12 +917,57 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         """Gather the parameter node's choices as arrays (GUI thread)."""
         criteria = [name for name, on in zip(CRITERIA, (p.runLocalization, p.runRandomization,
                                                          p.runRepeatability, p.runReproducibility)) if on]
+        from SaliencyTrustLib.model_spec import parse_kwargs
+
         return self.makeRequest(p.inputVolume, p.modelPath, list(p.methods),
                                 segmentationNode=p.groundTruthSegmentation,
                                 roiNodes=list(p.groundTruthROIs), baselineVolumeNodes=list(p.baselineVolumes),
                                 targetClass=None if p.targetClass < 0 else p.targetClass,
                                 criteria=criteria, granularity=p.granularity, seed=p.seed,
-                                device=p.device)
+                                device=p.device, modelFactory=p.modelFactory.strip() or None,
+                                modelKwargs=parse_kwargs(p.modelKwargs.strip()) or None,
+                                preprocessing=self.preprocessingFromChoices(
+                                    p.preprocessingPreset, p.modelPath, inChannels=p.inChannels,
+                                    inputSize=p.inputSize, resizeMode=p.resizeMode, intensity=p.intensity))
+
+    @staticmethod
+    def preprocessingFromChoices(preset: str, modelPath=None, inChannels: int = 0, inputSize: int = 0,
+                                 resizeMode: str = "preset", intensity: str = ""):
+        """The panel's preprocessing choices as a :class:`SaliencyTrustLib.preprocessing.Preprocessing`.
+
+        Args:
+            preset: one of :data:`PREPROCESSING_CHOICES`; "from bundle metadata" starts from the
+                bundle's ``network_data_format`` (``modelPath`` a bundle folder, or a file in its
+                ``models/``), else from the defaults.
+            modelPath: the model (only read for "from bundle metadata").
+            inChannels, inputSize: overrides; 0 keeps the preset's.
+            resizeMode: "preset" keeps the preset's, else "squash", "pad" or "crop".
+            intensity: "" keeps the preset's, else an intensity of ``Preprocessing``.
+
+        Returns:
+            None for "from bundle metadata" without overrides (the Logic then reads the bundle's
+            metadata itself, as every front end does), else the ``Preprocessing``.
+
+        Raises:
+            ValueError: an unknown preset, resize mode or intensity (the message says which).
+        """
+        from SaliencyTrustLib.model_spec import bundle_preprocessing
+        from SaliencyTrustLib.preprocessing import Preprocessing
+
+        overrides = {"in_channels": int(inChannels) or None, "input_size": int(inputSize) or None,
+                     "resize": None if resizeMode in ("", "preset") else resizeMode,
+                     "intensity": (intensity or "").strip() or None}
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if preset == PREPROCESSING_CHOICES[0]:
+            if not overrides:
+                return None
+            path = Path(modelPath) if modelPath else None
+            bundle = None if path is None else (path if path.is_dir() else
+                                                (path.parent.parent if path.parent.name == "models" else None))
+            return Preprocessing(**{**(bundle_preprocessing(bundle) if bundle else {}), **overrides})
+        if preset not in PREPROCESSING_CHOICES:
+            raise ValueError(f"preprocessing preset must be one of {list(PREPROCESSING_CHOICES)}, got {preset!r}.")
+        return Preprocessing.preset(preset, **overrides)
 
     def makeRequest(self, inputVolumeNode, modelPath, methods: Sequence[str], segmentationNode=None,
                     roiNodes: Sequence[Any] = (), baselineVolumeNodes: Sequence[Any] = (),

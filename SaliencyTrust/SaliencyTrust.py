@@ -13,9 +13,11 @@ One file with the four classes of a Slicer scripted module (the extension templa
 * :class:`SaliencyTrustTest` - exercises the whole module inside a running Slicer.
 
 Conventions: voxel arrays are ``(K, J, I)`` like ``slicer.util.arrayFromVolume``; the core works in
-LPS, MRML in RAS. Heavy work (model inference, saliency, randomization) runs in a worker thread in
-steps; every change to the MRML scene is applied on the GUI thread by a ``qt.QTimer`` that polls
-the worker, so the GUI stays responsive and Cancel takes effect between steps.
+LPS, MRML in RAS. Heavy work (model inference, saliency, randomization) runs in a child Python
+process (``python -m SaliencyTrustLib run-request``, the core's one study pipeline), followed by a
+worker thread that turns its progress lines into steps; every change to the MRML scene is applied
+on the GUI thread by a ``qt.QTimer`` that polls the worker, so the GUI stays responsive, and Cancel
+kills the child process at once. Models given in memory (``models=``) run in the worker thread.
 """
 
 import dataclasses
@@ -41,6 +43,7 @@ from slicer import (
     vtkMRMLTableNode,
 )
 from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -73,21 +76,29 @@ CRITERIA = ("localization", "randomization", "repeatability", "reproducibility")
 #: Study id of the reviewed image in the pipeline's results (baseline images: ``baseline-NN``).
 INPUT_STUDY_ID = "input"
 
-#: Python requirements installed on the first Apply: (import name, pip requirement). torch is not
-#: here: it comes from the PyTorch extension (``PyTorchUtils``), which picks the CUDA build.
-PIP_REQUIREMENTS = (
-    ("monai", "monai>=1.4"),
-    ("captum", "captum>=0.7"),
-    ("skimage", "scikit-image>=0.22"),
-    ("numba", "numba>=0.59"),
-    ("sklearn", "scikit-learn>=1.3"),
-    ("scipy", "scipy>=1.10"),
-    ("SimpleITK", "SimpleITK>=2.3"),
-    ("nibabel", "nibabel>=5.0"),
-    ("pydicom", "pydicom>=3.0"),
-    ("highdicom", "highdicom>=0.23"),
-)
-MINIMUM_TORCH_VERSION = "2.2"
+#: The Python packages the core needs, with version ranges (``pyproject.toml``'s dependencies; a
+#: test holds them equal). Checked on the first Apply: a package that is absent, or installed at a
+#: version outside its range (an older monai), is installed / upgraded. torch comes from the PyTorch
+#: extension (``PyTorchUtils``, which picks the CUDA build), the rest from ``slicer.packaging``.
+REQUIREMENTS_FILE = os.path.join(_MODULE_DIR, "Resources", "requirements.txt")
+#: Distribution names installed by the PyTorch extension rather than pip.
+TORCH_DISTRIBUTIONS = ("torch",)
+
+#: Where the extension is documented (the Extensions Index's homepage; an anchor that exists in
+#: docs/slicer.md, tested).
+HOMEPAGE_URL = "https://github.com/SaliencyTrust/SaliencyTrust/blob/main/docs/slicer.md#the-3d-slicer-module"
+#: Module category: one the Slicer Extensions Index accepts (the extension's EXTENSION_CATEGORY).
+MODULE_CATEGORY = "Quantification"
+#: Contributors as "Name (Organization)", as Slicer lists them (the extension's EXTENSION_CONTRIBUTORS).
+CONTRIBUTORS = ("SaliencyTrust developers (SaliencyTrust project)",)
+
+#: The sample data set this module registers with the SampleData module (generated, not downloaded).
+SAMPLE_DATA_NAME = "SaliencyTrustChest"
+#: Threshold of the segmentation made from each map (the DICOM SEG export uses the same).
+MAP_SEGMENTATION_THRESHOLD = 0.5
+#: Preprocessing presets offered in the panel; "from bundle metadata" reads the bundle's
+#: ``network_data_format`` (the bundle's defaults for a model file).
+PREPROCESSING_CHOICES = ("from bundle metadata", "bundle", "study")
 
 #: Name of the overlay colour table the module adds to the scene (blue = low, red = high, the
 #: "jet" look of saliency papers), the same in Slicer and headless.
@@ -121,21 +132,46 @@ class SaliencyTrust(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("Saliency Trust")
-        self.parent.categories = [_("Explainable AI")]
+        # Slicer's own "Quantification" category (translated as the core translates it).
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", MODULE_CATEGORY)]
         self.parent.dependencies = []
-        self.parent.contributors = ["SaliencyTrust developers"]
+        self.parent.contributors = list(CONTRIBUTORS)
         self.parent.helpText = _(
             "Computes a classifier's saliency maps on the selected image and tests whether they can "
             "be trusted to localize an abnormality (localization utility, sensitivity to weight "
             "randomization, repeatability, reproducibility; Arun et al., Radiology: AI 2021). "
-            "See the <a href=\"https://github.com/SaliencyTrust/SaliencyTrust#slicer-module\">"
-            "module documentation</a>."
-        )
+            "See the <a href=\"{url}\">module documentation</a>."
+        ).format(url=HOMEPAGE_URL)
         self.parent.acknowledgementText = _(
             "Built on MONAI, captum, highdicom and 3D Slicer. Criteria from Arun N. et al., "
             "Assessing the Trustworthiness of Saliency Maps for Localizing Abnormalities in "
             "Medical Imaging, Radiology: Artificial Intelligence 2021;3(6):e200267."
         )
+        # The sample data set is registered once the SampleData module exists (after start-up).
+        app = getattr(slicer, "app", None)
+        if app is not None and hasattr(app, "connect"):
+            app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData() -> None:
+    """Register a synthetic chest radiograph with the SampleData module (category "Saliency Trust").
+
+    Nothing is downloaded: the loader generates the image, its lesion segmentation and a second
+    image for the baselines (:meth:`SaliencyTrustLogic.loadSampleData`). Needs numpy and scipy only.
+    """
+    try:
+        import SampleData
+    except ImportError:  # the SampleData module is disabled in this Slicer: nothing to register with
+        return
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="Saliency Trust", sampleName=SAMPLE_DATA_NAME, uris=[], fileNames=[], nodeNames=[],
+        thumbnailFileName=os.path.join(_MODULE_DIR, "Resources", "Icons", "SaliencyTrust.png"),
+        customDownloader=loadSampleData)
+
+
+def loadSampleData(source=None) -> List[Any]:
+    """The SampleData loader: :meth:`SaliencyTrustLogic.loadSampleData` into ``slicer.mrmlScene``."""
+    return SaliencyTrustLogic().loadSampleData()
 
 
 #
@@ -151,7 +187,17 @@ class SaliencyTrustParameterNode:
     groundTruthSegmentation - optional ground truth; all its segments are unioned.
     groundTruthROIs - optional ground-truth boxes (markups ROI nodes), unioned.
     baselineVolumes - other images, for the different-image SSIM baseline.
-    modelPath - a MONAI bundle folder or a model file (.pt / .ts).
+    modelPath - a MONAI bundle folder or a model file (weights .pt, TorchScript .ts).
+    modelFactory - for a lab's own weights: ``module:callable`` or ``path/to/file.py:callable``
+        building the network; "" = a bundle, TorchScript or a built-in architecture.
+    modelKwargs - the factory's keyword arguments as a JSON object ("" = none).
+    preprocessingPreset - :data:`PREPROCESSING_CHOICES`: "from bundle metadata" (the bundle's
+        ``network_data_format``), "bundle" (1 channel, 224 px, [0, 1]) or "study" (Arun et al.:
+        3 channels, 320 px, [-1, 1]).
+    inChannels, inputSize - override the preset: network input channels (grey repeated) and grid
+        edge in pixels; 0 = the preset's (channels: read from the model's first convolution).
+    resizeMode - "preset", or "squash" / "pad" / "crop" (see ``SaliencyTrustLib.preprocessing``).
+    intensity - "" = the preset's, or "minmax01", "minmax11", "imagenet", "meanstd:M,S", "window:C,W".
     methods - saliency method names of the core's registry.
     targetClass - class whose pre-softmax logit is explained; -1 = the predicted class.
     run* - which trust criteria to evaluate.
@@ -169,6 +215,13 @@ class SaliencyTrustParameterNode:
     groundTruthROIs: list[vtkMRMLMarkupsROINode]
     baselineVolumes: list[vtkMRMLScalarVolumeNode]
     modelPath: Path = Path(DEFAULT_BUNDLE_DIR)
+    modelFactory: str = ""
+    modelKwargs: str = ""
+    preprocessingPreset: Annotated[str, Choice(list(PREPROCESSING_CHOICES))] = PREPROCESSING_CHOICES[0]
+    inChannels: Annotated[int, WithinRange(0, 64)] = 0
+    inputSize: Annotated[int, WithinRange(0, 4096)] = 0
+    resizeMode: Annotated[str, Choice(["preset", "squash", "pad", "crop"])] = "preset"
+    intensity: str = ""
     methods: list[str] = list(STUDY_METHODS)
     targetClass: Annotated[int, WithinRange(-1, 999)] = -1
     runLocalization: bool = True
@@ -330,7 +383,7 @@ class SaliencyTrustWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onCancelButton(self) -> None:
         if self._runner is not None:
-            self.ui.statusLabel.text = _("Cancelling after the current step...")
+            self.ui.statusLabel.text = _("Cancelling...")
             self._runner.cancel()
 
     def _onProgress(self, fraction: float, message: str) -> None:
@@ -447,6 +500,7 @@ class EvaluationResult:
     curves: Dict[str, List[Any]] = dataclasses.field(default_factory=dict)
     differentImageBaseline: Dict[str, float] = dataclasses.field(default_factory=dict)
     mapNodes: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    segmentationNodes: Dict[str, Any] = dataclasses.field(default_factory=dict)
     tableNode: Any = None
     curveTableNode: Any = None
     plotChartNode: Any = None
@@ -478,10 +532,11 @@ class Step:
 class SaliencyTrustRunner:
     """Runs a step generator off the GUI thread and applies each step's MRML updates on it.
 
-    ``steps`` is an iterator of :class:`Step`; its body (inference, saliency) runs in a worker
-    thread, each ``Step.apply`` runs on the thread that owns the ``qt.QTimer`` (the GUI thread).
-    :meth:`cancel` stops the worker before its next step; :meth:`runSynchronously` does the same
-    work on the calling thread (batch mode, tests).
+    ``steps`` is an iterator of :class:`Step`; its body (reading the study process, or inference
+    and saliency for in-memory models) runs in a worker thread, each ``Step.apply`` runs on the
+    thread that owns the ``qt.QTimer`` (the GUI thread). :meth:`cancel` calls ``onCancel`` at once
+    (the Logic kills the study process there) and stops the worker before its next step;
+    :meth:`runSynchronously` does the same work on the calling thread (batch mode, tests).
     """
 
     #: Seconds the GUI thread sleeps in each poll while the worker runs (see :meth:`_poll`).
@@ -489,8 +544,10 @@ class SaliencyTrustRunner:
 
     def __init__(self, steps: Iterator[Step], onProgress: Optional[Callable[[float, str], None]] = None,
                  onFinished: Optional[Callable[[Any, Optional[BaseException]], None]] = None,
-                 result: Any = None, pollIntervalMs: int = 50) -> None:
+                 result: Any = None, pollIntervalMs: int = 50,
+                 onCancel: Optional[Callable[[], None]] = None) -> None:
         self._steps = steps
+        self._onCancel = onCancel
         self._onProgress = onProgress or (lambda fraction, message: None)
         self._onFinished = onFinished or (lambda result, error: None)
         self.result = result
@@ -507,8 +564,10 @@ class SaliencyTrustRunner:
         return self._cancelEvent.is_set()
 
     def cancel(self) -> None:
-        """Ask the worker to stop before its next step (the current step finishes)."""
+        """Stop: ``onCancel`` runs now (it kills the study process), the worker stops before its next step."""
         self._cancelEvent.set()
+        if self._onCancel is not None:
+            self._onCancel()
 
     def runSynchronously(self) -> Any:
         """Run every step on this thread; raises what a step raised."""
@@ -625,23 +684,63 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
     # ---------------------------------------------------------------- dependencies
 
     @staticmethod
-    def missingRequirements() -> List[str]:
-        """pip requirements whose import name cannot be found (torch excluded)."""
-        return [req for name, req in PIP_REQUIREMENTS if importlib.util.find_spec(name) is None]
+    def loadRequirements(path: str = REQUIREMENTS_FILE) -> List[Any]:
+        """``Resources/requirements.txt`` as ``packaging.requirements.Requirement`` objects (comments,
+        blank lines and pip options skipped, as ``slicer.packaging.load_requirements`` reads it)."""
+        from packaging.requirements import Requirement
+
+        with open(path, encoding="utf-8") as handle:
+            lines = [line.split("#", 1)[0].strip() for line in handle]
+        return [Requirement(line) for line in lines if line and not line.startswith("-")]
+
+    @staticmethod
+    def unsatisfiedRequirements(requirements: Sequence[Any]) -> List[tuple]:
+        """``(requirement, installed version or None)`` for each requirement that is not met: the
+        distribution is absent, or installed at a version outside the range (an older monai is
+        reported, to be upgraded, not accepted). Requirements whose marker excludes this platform
+        are met."""
+        from importlib import metadata
+
+        from packaging.markers import default_environment
+
+        importlib.invalidate_caches()
+        unmet = []
+        for requirement in requirements:
+            if requirement.marker is not None and not requirement.marker.evaluate(default_environment()):
+                continue
+            try:
+                installed = metadata.version(requirement.name)
+            except metadata.PackageNotFoundError:
+                unmet.append((requirement, None))
+                continue
+            if not requirement.specifier.contains(installed, prereleases=True):
+                unmet.append((requirement, installed))
+        return unmet
+
+    def missingRequirements(self) -> List[str]:
+        """The unmet requirements of ``Resources/requirements.txt`` as text, e.g.
+        ``"monai>=1.4 (1.3.0 installed)"``."""
+        return [f"{req} ({installed} installed)" if installed else str(req)
+                for req, installed in self.unsatisfiedRequirements(self.loadRequirements())]
 
     def ensureDependencies(self, askConfirmation: bool = True) -> None:
-        """Install what is missing, after asking: torch through the PyTorch extension, the rest with pip.
+        """Install or upgrade what ``Resources/requirements.txt`` needs, after asking once.
 
+        torch goes through the PyTorch extension (``PyTorchUtils.installTorch`` with the file's
+        range: it picks the CUDA build for the machine), everything else through
+        ``slicer.packaging.pip_ensure`` (Slicer >= 5.8; ``slicer.util.pip_install`` before), given
+        the requirement with its range, so pip upgrades a package installed at an older version.
         Never called at import time; the Widget calls it on Apply.
 
         Raises:
-            DependencyError: the user declined, or the PyTorch extension is not installed.
+            DependencyError: the user declined, the PyTorch extension is missing, or a requirement
+                is still not met after installing (the message names it; restart Slicer).
         """
-        torchMissing = importlib.util.find_spec("torch") is None
-        missing = self.missingRequirements()
-        if not torchMissing and not missing:
+        requirements = self.loadRequirements()
+        unmet = self.unsatisfiedRequirements(requirements)
+        if not unmet:
             return
-        what = (["torch (PyTorch extension)"] if torchMissing else []) + missing
+        what = [f"{req} (installed: {installed}, will be upgraded)" if installed else str(req) for req, installed in unmet]
         if askConfirmation and not slicer.util.confirmOkCancelDisplay(
                 _("Saliency Trust needs these Python packages, which will be downloaded and "
                   "installed now (this can take several minutes):\n{packages}").format(
@@ -649,21 +748,36 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
                 _("Install Python packages")):
             raise DependencyError(_("Installation declined; the module cannot compute maps without: ")
                                   + ", ".join(what))
-        if torchMissing:
+        torchRequirements = [req for req, _installed in unmet if req.name.lower() in TORCH_DISTRIBUTIONS]
+        pipRequirements = [str(req) for req, _installed in unmet if req.name.lower() not in TORCH_DISTRIBUTIONS]
+        for requirement in torchRequirements:
             try:
                 import PyTorchUtils
             except ModuleNotFoundError as error:
                 raise DependencyError(_("Saliency Trust needs the PyTorch extension: install "
                                         "\"PyTorch\" from the Extensions Manager, restart Slicer, "
                                         "then press Apply again.")) from error
-            torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-            torch = torchLogic.installTorch(askConfirmation=False,
-                                            torchVersionRequirement=f">={MINIMUM_TORCH_VERSION}")
+            torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                askConfirmation=False, torchVersionRequirement=str(requirement.specifier))
             if torch is None:
                 raise DependencyError(_("PyTorch could not be installed by the PyTorch extension."))
-        if missing:
-            slicer.util.pip_install(" ".join(f'"{req}"' for req in missing))
-        importlib.invalidate_caches()
+        if pipRequirements:
+            try:
+                packaging = importlib.import_module("slicer.packaging")
+            except ImportError:  # Slicer < 5.8
+                packaging = None
+            if packaging is not None and hasattr(packaging, "pip_ensure"):
+                # Already asked above; pip_ensure offers a restart if an imported package changed.
+                packaging.pip_ensure(pipRequirements, prompt_install=False, requester="Saliency Trust",
+                                     skip_in_testing=False)
+            else:
+                slicer.util.pip_install(" ".join(f'"{req}"' for req in pipRequirements))
+        stillUnmet = self.unsatisfiedRequirements(requirements)
+        if stillUnmet:
+            raise DependencyError(_("These Python packages are still missing or too old after installing: {what}. "
+                                    "Restart Slicer and press Apply again; if it persists, install them from "
+                                    "the Python console with slicer.packaging.pip_install.").format(
+                what=", ".join(f"{req} ({installed or 'absent'})" for req, installed in stillUnmet)))
 
     @staticmethod
     def availableMethods() -> List[str]:
@@ -803,12 +917,57 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         """Gather the parameter node's choices as arrays (GUI thread)."""
         criteria = [name for name, on in zip(CRITERIA, (p.runLocalization, p.runRandomization,
                                                          p.runRepeatability, p.runReproducibility)) if on]
+        from SaliencyTrustLib.model_spec import parse_kwargs
+
         return self.makeRequest(p.inputVolume, p.modelPath, list(p.methods),
                                 segmentationNode=p.groundTruthSegmentation,
                                 roiNodes=list(p.groundTruthROIs), baselineVolumeNodes=list(p.baselineVolumes),
                                 targetClass=None if p.targetClass < 0 else p.targetClass,
                                 criteria=criteria, granularity=p.granularity, seed=p.seed,
-                                device=p.device)
+                                device=p.device, modelFactory=p.modelFactory.strip() or None,
+                                modelKwargs=parse_kwargs(p.modelKwargs.strip()) or None,
+                                preprocessing=self.preprocessingFromChoices(
+                                    p.preprocessingPreset, p.modelPath, inChannels=p.inChannels,
+                                    inputSize=p.inputSize, resizeMode=p.resizeMode, intensity=p.intensity))
+
+    @staticmethod
+    def preprocessingFromChoices(preset: str, modelPath=None, inChannels: int = 0, inputSize: int = 0,
+                                 resizeMode: str = "preset", intensity: str = ""):
+        """The panel's preprocessing choices as a :class:`SaliencyTrustLib.preprocessing.Preprocessing`.
+
+        Args:
+            preset: one of :data:`PREPROCESSING_CHOICES`; "from bundle metadata" starts from the
+                bundle's ``network_data_format`` (``modelPath`` a bundle folder, or a file in its
+                ``models/``), else from the defaults.
+            modelPath: the model (only read for "from bundle metadata").
+            inChannels, inputSize: overrides; 0 keeps the preset's.
+            resizeMode: "preset" keeps the preset's, else "squash", "pad" or "crop".
+            intensity: "" keeps the preset's, else an intensity of ``Preprocessing``.
+
+        Returns:
+            None for "from bundle metadata" without overrides (the Logic then reads the bundle's
+            metadata itself, as every front end does), else the ``Preprocessing``.
+
+        Raises:
+            ValueError: an unknown preset, resize mode or intensity (the message says which).
+        """
+        from SaliencyTrustLib.model_spec import bundle_preprocessing
+        from SaliencyTrustLib.preprocessing import Preprocessing
+
+        overrides = {"in_channels": int(inChannels) or None, "input_size": int(inputSize) or None,
+                     "resize": None if resizeMode in ("", "preset") else resizeMode,
+                     "intensity": (intensity or "").strip() or None}
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if preset == PREPROCESSING_CHOICES[0]:
+            if not overrides:
+                return None
+            path = Path(modelPath) if modelPath else None
+            bundle = None if path is None else (path if path.is_dir() else
+                                                (path.parent.parent if path.parent.name == "models" else None))
+            return Preprocessing(**{**(bundle_preprocessing(bundle) if bundle else {}), **overrides})
+        if preset not in PREPROCESSING_CHOICES:
+            raise ValueError(f"preprocessing preset must be one of {list(PREPROCESSING_CHOICES)}, got {preset!r}.")
+        return Preprocessing.preset(preset, **overrides)
 
     def makeRequest(self, inputVolumeNode, modelPath, methods: Sequence[str], segmentationNode=None,
                     roiNodes: Sequence[Any] = (), baselineVolumeNodes: Sequence[Any] = (),
@@ -837,6 +996,7 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         if not modelPath.exists():
             raise ValueError(_("Model '{path}' does not exist: choose a MONAI bundle folder or a "
                                "model file.").format(path=modelPath))
+        modelFactory = self.checkedFactory(modelFactory)
         image = self.imageVolumeFromNode(inputVolumeNode)
         groundTruth = None
         if segmentationNode is not None:
@@ -850,17 +1010,61 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
                                "ROI boxes, or untick the criterion."))
         baselineImages = [self.imageVolumeFromNode(n) for n in baselineVolumeNodes
                           if n is not None and n.GetID() != inputVolumeNode.GetID()]
+        request = EvaluationRequest(image=image, groundTruth=groundTruth, baselineImages=baselineImages,
+                                    modelPath=modelPath, methods=list(methods), targetClass=targetClass,
+                                    criteria=list(criteria), granularity=granularity, seed=int(seed),
+                                    inputNodeID=inputVolumeNode.GetID(), device=device, modelFactory=modelFactory,
+                                    modelKwargs=modelKwargs, preprocessing=preprocessing, workDirectory=None)
         if workDirectory is None:
             import tempfile
 
-            safeID = "".join(c if c.isalnum() else "_" for c in inputVolumeNode.GetID())
-            workDirectory = Path(tempfile.gettempdir()) / "SaliencyTrust" / f"{os.getpid()}-{safeID}"
-        return EvaluationRequest(image=image, groundTruth=groundTruth, baselineImages=baselineImages,
-                                 modelPath=modelPath, methods=list(methods), targetClass=targetClass,
-                                 criteria=list(criteria), granularity=granularity, seed=int(seed),
-                                 inputNodeID=inputVolumeNode.GetID(), device=device, modelFactory=modelFactory,
-                                 modelKwargs=modelKwargs, preprocessing=preprocessing,
-                                 workDirectory=Path(workDirectory))
+            workDirectory = Path(tempfile.gettempdir()) / "SaliencyTrust" / self.requestDigest(request)
+        request.workDirectory = Path(workDirectory)
+        return request
+
+    @staticmethod
+    def checkedFactory(modelFactory: Optional[str]) -> Optional[str]:
+        """``module:callable`` or ``file.py:callable`` checked for shape (a ``.py`` file must exist
+        and is made absolute); the factory itself is imported by the study process.
+
+        Raises:
+            ValueError: no ``:callable`` part, or a ``.py`` file that does not exist.
+        """
+        if not modelFactory:
+            return None
+        module, _sep, attribute = modelFactory.strip().rpartition(":")
+        if not module or not attribute or not attribute.isidentifier():
+            raise ValueError(_("Model factory '{factory}' is not MODULE:CALLABLE; write e.g. "
+                               "mylab.models:build or /path/to/models.py:build.").format(factory=modelFactory))
+        if module.endswith(".py"):
+            if not Path(module).is_file():
+                raise ValueError(_("Model factory file '{file}' does not exist.").format(file=module))
+            module = str(Path(module).resolve())
+        return f"{module}:{attribute}"
+
+    @staticmethod
+    def requestDigest(request: EvaluationRequest) -> str:
+        """16 hex digits of SHA-256 over everything that changes the results (voxels, geometry,
+        ground truth, baseline images, model, methods, criteria, settings): the default work folder,
+        so the same Apply resumes its run and another never meets its files."""
+        import hashlib
+        import json
+
+        digest = hashlib.sha256()
+        for volume in [request.image] + list(request.baselineImages):
+            array = np.ascontiguousarray(volume.array)
+            digest.update(array.tobytes())
+            digest.update(repr((array.shape, str(array.dtype), tuple(np.asarray(volume.spacing, float)),
+                                tuple(np.asarray(volume.origin, float)),
+                                np.asarray(volume.direction, float).tobytes())).encode())
+        digest.update(b"no ground truth" if request.groundTruth is None else np.packbits(request.groundTruth).tobytes())
+        preprocessing = request.preprocessing.to_dict() if request.preprocessing is not None else None
+        digest.update(json.dumps({
+            "model": str(Path(request.modelPath).resolve()), "factory": request.modelFactory,
+            "kwargs": request.modelKwargs, "methods": request.methods, "criteria": request.criteria,
+            "target": request.targetClass, "granularity": request.granularity, "seed": request.seed,
+            "device": request.device, "preprocessing": preprocessing}, sort_keys=True, default=str).encode())
+        return digest.hexdigest()[:16]
 
     # ---------------------------------------------------------------- the computation (worker)
 
@@ -903,43 +1107,55 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         return cohort, studyModels, settings
 
     def evaluationSteps(self, request: EvaluationRequest, result: EvaluationResult,
-                        models: Optional[Dict[str, Any]] = None) -> Iterator[Step]:
+                        models: Optional[Dict[str, Any]] = None, process: Any = None) -> Iterator[Step]:
         """The work as steps: the body runs in the worker (no MRML), ``Step.apply`` on the GUI thread.
 
         The core's study pipeline computes everything (maps, cascade, second models, criteria,
-        scorecard) in ``request.workDirectory``; each map is shown as soon as it is written back on
-        the input's grid, the scorecard table and plot at the end. Stopping the iteration (Cancel)
-        keeps what is computed: the same Apply again resumes.
+        scorecard) in ``request.workDirectory``: in a child process (:meth:`studyProcess`; its
+        request and inputs are written here first) or, for ``models`` given in memory, on this
+        thread. Each map is shown as soon as the pipeline writes it back on the input's grid, the
+        scorecard table and plot at the end. Cancel (killing the process, or stopping the
+        iteration) keeps what is committed: the same Apply again resumes.
 
         Args:
             request: see :meth:`makeRequest`.
             result: filled as the steps run.
             models: torch models already in memory (``model``, optional ``replicate`` and
-                ``second``) instead of loading ``request.modelPath``.
-        """
-        from SaliencyTrustLib.cohort import study_steps
-        from SaliencyTrustLib.cohort.compute import native_relpath
+                ``second``) instead of loading ``request.modelPath``; they run in process.
+            process: the :class:`SaliencyTrustLib.cohort.request_process.StudyProcess` to run
+                (default :meth:`studyProcess`); the runner's Cancel kills it.
 
-        started = time.time()
+        Raises:
+            EvaluationCancelled: the process was killed (Cancel).
+            ValueError / RuntimeError: the pipeline's one-line error (a process failure carries
+                the child's output in ``error.traceback``).
+        """
+        from SaliencyTrustLib.cohort.request_process import StudyProcessCancelled, StudyProcessError
+
+        started, startedNs = time.time(), time.time_ns()
         cohort, studyModels, settings = self.studyInputs(request, models)
         workDirectory = Path(request.workDirectory)
-        steps = study_steps(cohort, studyModels, settings, workDirectory, restart=True,
-                            device=self.resolveDevice(request.device))
+        device = self.resolveDevice(request.device)
         yield Step(0.0, _("Loading the model(s)"))
-        results = None
-        while results is None:
-            try:
-                progress = next(steps)
-            except StopIteration as finished:
-                results = finished.value
-                break
-            for method in request.methods:
-                path = workDirectory / native_relpath(INPUT_STUDY_ID, method)
-                if method not in result.maps and path.is_file():
-                    result.maps[method] = self._readNativeMap(path)
-                    yield Step(min(0.99, progress.done / max(progress.total, 1)), f"{method}: map computed",
-                               self._applyOnGui(self._applyMap, result, method))
-            yield Step(min(0.99, progress.done / max(progress.total, 1)), progress.message)
+        if models is None:
+            from SaliencyTrustLib.cohort.cli_request import write_request
+
+            process = process if process is not None else self.studyProcess(request)
+            self._clearRequestInputs(Path(process.request).parent)
+            write_request(process.request, cohort, studyModels, settings, workDirectory, device=device, restart=True)
+            steps = process.progress()
+        else:
+            from SaliencyTrustLib.cohort import study_steps
+
+            steps = study_steps(cohort, studyModels, settings, workDirectory, restart=True, device=device)
+        try:
+            results = yield from self._followPipeline(steps, request, result, workDirectory, startedNs)
+        except StudyProcessCancelled as cancelled:
+            raise EvaluationCancelled("cancelled by the user") from cancelled
+        except StudyProcessError as failed:
+            error = RuntimeError(str(failed))
+            error.traceback = "\n".join(failed.log)
+            raise error from None
         failure = results["failures"].get(INPUT_STUDY_ID)
         if failure:
             raise ValueError(f"{request.image.metadata.get('name', 'the input')}: {failure}")
@@ -950,6 +1166,59 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         result.status = (f"{len(results['methods'])} method(s), {len(result.scorecard.rows)} criteria rows in "
                          f"{time.time() - started:.1f} s. " + self.verdictSummary(result))
         yield Step(1.0, result.status, self._applyOnGui(self._applyTables, result))
+
+    def _followPipeline(self, steps, request: EvaluationRequest, result: EvaluationResult,
+                        workDirectory: Path, startedNs: int):
+        """Steps from the pipeline's progress (a generator of ``Progress`` returning the results):
+        each native map written during this run is read and shown at once; returns the results.
+
+        Maps on disk from before this run (another configuration's, in a reused folder) are not
+        shown here; the results list this run's maps, read at the end.
+        """
+        from SaliencyTrustLib.cohort.compute import native_relpath
+
+        while True:
+            try:
+                progress = next(steps)
+            except StopIteration as finished:
+                return finished.value
+            fraction = min(0.99, progress.done / max(progress.total, 1))
+            for method in request.methods:
+                path = workDirectory / native_relpath(INPUT_STUDY_ID, method)
+                if method not in result.maps and path.is_file() and path.stat().st_mtime_ns >= startedNs:
+                    result.maps[method] = self._readNativeMap(path)
+                    yield Step(fraction, f"{method}: map computed", self._applyOnGui(self._applyMap, result, method))
+            yield Step(fraction, progress.message)
+
+    @staticmethod
+    def _clearRequestInputs(folder: Path) -> None:
+        """Remove the inputs an earlier request wrote (their names carry their content hash)."""
+        import shutil
+
+        from SaliencyTrustLib.cohort.cli_request import INPUTS_DIR
+
+        shutil.rmtree(folder / INPUTS_DIR, ignore_errors=True)
+
+    @staticmethod
+    def pythonExecutable() -> str:
+        """The interpreter of the study process: Slicer's ``PythonSlicer`` (it sets up Slicer's
+        Python environment), else this interpreter (outside Slicer, tests)."""
+        import shutil
+
+        if getattr(slicer, "app", None) is not None:
+            found = shutil.which("PythonSlicer")
+            if found:
+                return found
+        return sys.executable
+
+    def studyProcess(self, request: EvaluationRequest):
+        """The child process that will run ``request`` (not started): ``python -m SaliencyTrustLib
+        run-request <work folder>/request/request.json`` with this module's ``SaliencyTrustLib``
+        first on its path; its output is kept for the error dialog."""
+        from SaliencyTrustLib.cohort.request_process import StudyProcess
+
+        return StudyProcess(Path(request.workDirectory) / "request" / "request.json",
+                            python=self.pythonExecutable(), package_dir=_MODULE_DIR)
 
     @staticmethod
     def _readNativeMap(path: Path) -> np.ndarray:
@@ -1013,9 +1282,10 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
     def _applyMap(self, result: EvaluationResult, method: str) -> None:
         inputNode = self.scene.GetNodeByID(result.request.inputNodeID)
         if not result.mapNodes:
-            for kind in ("map", "table", "curves", "plot"):
+            for kind in ("map", "segmentation", "table", "curves", "plot"):
                 self._removePreviousOutputs(result.request.inputNodeID, kind)
         result.mapNodes[method] = self.createMapVolumeNode(result.maps[method], inputNode, method)
+        result.segmentationNodes[method] = self.createMapSegmentationNode(result.maps[method], inputNode, method)
         if len(result.mapNodes) == 1:
             self.showMap(result, method)
 
@@ -1081,6 +1351,51 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         display.SetLowerThreshold(OVERLAY_TRANSPARENT_BELOW)
         display.SetUpperThreshold(2.0)  # above the maximum 1: the peak must stay visible
         return node
+
+    def createMapSegmentationNode(self, mapArray: np.ndarray, referenceVolumeNode, method: str,
+                                  threshold: float = MAP_SEGMENTATION_THRESHOLD):
+        """The thresholded map (``map >= threshold``) as a segmentation node on the input's grid.
+
+        The mask becomes a labelmap with the input's IJK->RAS and parent transform, imported by
+        Slicer's segmentation logic (its geometry is the input's); one segment, named after the
+        method and threshold, coloured red; shown as an outline. An all-below map gives an empty
+        segment. The same threshold makes the DICOM SEG of the export.
+        """
+        name = self.scene.GenerateUniqueName(f"{referenceVolumeNode.GetName()} saliency {method} >= {threshold:g}")
+        labels = np.ascontiguousarray(np.asarray(mapArray) >= threshold, dtype=np.uint8)
+        labelmap = self.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "SaliencyTrustTmp")
+        try:
+            ijkToRas = vtk.vtkMatrix4x4()
+            referenceVolumeNode.GetIJKToRASMatrix(ijkToRas)
+            labelmap.SetIJKToRASMatrix(ijkToRas)
+            labelmap.SetAndObserveTransformNodeID(referenceVolumeNode.GetTransformNodeID())
+            slicer.util.updateVolumeFromArray(labelmap, labels)
+            segmentation = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+            segmentation.SetAndObserveTransformNodeID(referenceVolumeNode.GetTransformNodeID())
+            segmentation.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolumeNode)
+            if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation):
+                raise ValueError(f"the {method} map could not be made a segmentation")
+        finally:
+            self.scene.RemoveNode(labelmap)
+        ids = vtk.vtkStringArray()
+        segmentation.GetSegmentation().GetSegmentIDs(ids)
+        if ids.GetNumberOfValues() == 0:  # nothing reached the threshold: an empty segment, still named
+            segmentation.GetSegmentation().AddEmptySegment("", f"{method} >= {threshold:g}")
+        else:
+            segment = segmentation.GetSegmentation().GetSegment(ids.GetValue(0))
+            segment.SetName(f"{method} >= {threshold:g}")
+            segment.SetColor(0.9, 0.1, 0.1)
+        segmentation.SetAttribute(OUTPUT_ATTRIBUTE, "segmentation")
+        segmentation.SetAttribute("SaliencyTrust.Input", referenceVolumeNode.GetID())
+        segmentation.SetAttribute("SaliencyTrust.Method", method)
+        segmentation.SetAttribute("SaliencyTrust.Threshold", f"{threshold:g}")
+        segmentation.CreateDefaultDisplayNodes()
+        display = segmentation.GetDisplayNode()
+        if display is not None:
+            display.SetVisibility2DFill(False)
+            display.SetVisibility2DOutline(True)
+            display.SetVisibility(False)
+        return segmentation
 
     def createTableNode(self, result: EvaluationResult, referenceVolumeNode):
         """The scorecard as a table node: method, criterion, value, baseline, passed, rule."""
@@ -1177,6 +1492,10 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
             composite.SetBackgroundVolumeID(result.request.inputNodeID)
             composite.SetForegroundVolumeID(mapNode.GetID())
             composite.SetForegroundOpacity(float(opacity))
+        for shown, segmentation in result.segmentationNodes.items():  # the shown map's outline only
+            display = segmentation.GetDisplayNode() if segmentation is not None else None
+            if display is not None:
+                display.SetVisibility(shown == method)
 
     def setOverlayOpacity(self, opacity: float) -> None:
         """Opacity of the map overlay in every slice view."""
@@ -1194,24 +1513,29 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
     # ---------------------------------------------------------------- entry points
 
     def startEvaluation(self, request: EvaluationRequest, onProgress=None, onFinished=None,
-                        synchronous: bool = False) -> SaliencyTrustRunner:
-        """Run the evaluation: in a worker thread (default, returns at once) or on this thread."""
+                        synchronous: bool = False, models: Optional[Dict[str, Any]] = None) -> SaliencyTrustRunner:
+        """Run the evaluation: followed by a worker thread (default, returns at once) or on this
+        thread. The pipeline runs in a child process (Cancel kills it at once), or in process for
+        ``models`` given in memory (Cancel stops between steps)."""
         result = EvaluationResult(request=request)
-        runner = SaliencyTrustRunner(self.evaluationSteps(request, result), onProgress=onProgress,
-                                     onFinished=onFinished, result=result)
+        process = None if models is not None else self.studyProcess(request)
+        runner = SaliencyTrustRunner(self.evaluationSteps(request, result, models=models, process=process),
+                                     onProgress=onProgress, onFinished=onFinished, result=result,
+                                     onCancel=None if process is None else process.kill)
+        runner.studyProcess = process
         if synchronous:
             runner.runSynchronously()
             return runner
         return runner.start()
 
     def process(self, inputVolumeNode, modelPath=DEFAULT_BUNDLE_DIR, methods: Sequence[str] = STUDY_METHODS,
-                **options) -> EvaluationResult:
+                models: Optional[Dict[str, Any]] = None, **options) -> EvaluationResult:
         """Batch entry point: evaluate on this thread and return the result (maps, table, plot).
 
-        ``options`` are :meth:`makeRequest`'s keyword arguments.
+        ``models``: see :meth:`evaluationSteps`; ``options`` are :meth:`makeRequest`'s keyword arguments.
         """
         request = self.makeRequest(inputVolumeNode, modelPath, methods, **options)
-        return self.startEvaluation(request, synchronous=True).result
+        return self.startEvaluation(request, synchronous=True, models=models).result
 
     def scorecard(self, result: EvaluationResult):
         """The study's :class:`~SaliencyTrustLib.criteria.Scorecard` (JSON/CSV/SR-ready), as the
@@ -1235,6 +1559,39 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
             else:
                 groups["undecided (n/a)"].append(method)
         return "; ".join(f"{name}: {', '.join(items)}" for name, items in groups.items() if items)
+
+    def loadSampleData(self, seed: int = 0) -> List[Any]:
+        """Add the module's sample study to the scene, generated here (nothing downloaded).
+
+        A synthetic chest radiograph with one lesion (``SaliencyTrustLib.synthetic``, 224 x 224,
+        0.8 mm pixels), its lesion as a segmentation on the image's grid, and a second radiograph
+        for the different-image baseline.
+
+        Returns:
+            ``[chest volume, lesion segmentation, other volume]``.
+        """
+        from SaliencyTrustLib.image import ImageVolume
+        from SaliencyTrustLib.synthetic import make_cohort
+
+        cases = make_cohort(6, seed=seed, kind="cxr")
+        positive = next(c for c in cases if c.label == 1)
+        other = next(c for c in cases if c is not positive)
+        spacing = (0.8, 0.8, 1.0)
+        chest = self.createVolumeNode(ImageVolume(positive.image[None], spacing=spacing), "SaliencyTrust chest")
+        otherNode = self.createVolumeNode(ImageVolume(other.image[None], spacing=spacing), "SaliencyTrust other chest")
+        labelmap = self.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "SaliencyTrustTmp")
+        try:
+            ijkToRas = vtk.vtkMatrix4x4()
+            chest.GetIJKToRASMatrix(ijkToRas)
+            labelmap.SetIJKToRASMatrix(ijkToRas)
+            slicer.util.updateVolumeFromArray(labelmap, np.ascontiguousarray(positive.mask[None], dtype=np.uint8))
+            lesion = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "SaliencyTrust chest lesion")
+            lesion.SetReferenceImageGeometryParameterFromVolumeNode(chest)
+            slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, lesion)
+        finally:
+            self.scene.RemoveNode(labelmap)
+        lesion.CreateDefaultDisplayNodes()
+        return [chest, lesion, otherNode]
 
     def sourceDicomFiles(self, volumeNode) -> List[str]:
         """Files of the DICOM instances a volume was loaded from (empty when not from the database)."""
@@ -1334,6 +1691,8 @@ class SaliencyTrustTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_SaliencyTrust_Logic()
+        self.setUp()
+        self.test_SaliencyTrust_SampleData()
         if getattr(slicer, "app", None) is not None and hasattr(slicer.app, "layoutManager"):
             self.setUp()
             self.test_SaliencyTrust_Widget()
@@ -1390,6 +1749,8 @@ class SaliencyTrustTest(ScriptedLoadableModuleTest):
             values = slicer.util.arrayFromVolume(node)
             self.assertEqual(values.shape, slicer.util.arrayFromVolume(volume).shape)
             self.assertTrue(0.0 <= values.min() and values.max() <= 1.0)
+            thresholded = logic.maskFromSegmentation(result.segmentationNodes[method], volume)
+            self.assertTrue(np.array_equal(thresholded, values >= MAP_SEGMENTATION_THRESHOLD))
         # the methods and the negative controls, each on every criterion
         self.assertEqual(result.tableNode.GetNumberOfRows(),
                          (len(methods) + len(result.results["controls"])) * len(CRITERIA))
@@ -1400,6 +1761,17 @@ class SaliencyTrustTest(ScriptedLoadableModuleTest):
             for path in written:
                 self.assertTrue(path.exists() and path.stat().st_size > 0, path)
         self.delayDisplay("Saliency Trust: logic passed")
+
+    def test_SaliencyTrust_SampleData(self):
+        """The registered sample loads without the network: an image, its lesion, a baseline image."""
+        self.delayDisplay("Saliency Trust: sample data")
+        chest, lesion, other = loadSampleData()
+        logic = SaliencyTrustLogic()
+        mask = logic.maskFromSegmentation(lesion, chest)
+        self.assertEqual(mask.shape, slicer.util.arrayFromVolume(chest).shape)
+        self.assertTrue(mask.any())
+        self.assertEqual(slicer.util.arrayFromVolume(other).shape, mask.shape)
+        self.delayDisplay("Saliency Trust: sample data passed")
 
     def test_SaliencyTrust_Widget(self):
         """The GUI path: select inputs in the panel, Apply (threaded), switch maps, export."""

@@ -17,6 +17,7 @@ from typing import List, Optional
 #: (command, module, one-line help). Modules are imported lazily.
 COMMANDS = [
     ("evaluate", "SaliencyTrustLib.cohort.cli_evaluate", "evaluate the four trust criteria over a cohort (resumable, torchrun-ready) and write the report"),
+    ("run-request", "SaliencyTrustLib.cohort.cli_request", "run one study request file (what the Slicer module writes) through the study pipeline, printing progress lines"),
     ("demo", "SaliencyTrustLib.cohort.cli_demo", "the main job on the synthetic cohort and the bundle's models: maps, four criteria, HTML report"),
     ("saliency", "SaliencyTrustLib.saliency.cli", "saliency map of one image (DICOM/NIfTI/NRRD) for a trained classifier, written as NIfTI + .npy"),
     ("synth", "SaliencyTrustLib.io.synth", "write the synthetic DICOM/NIfTI cohort with its ground truth and datalist"),

@@ -97,57 +97,6 @@ def test_maps_lie_on_the_input_grid_of_an_oblique_volume(st, scene, mk, tmp_path
     np.testing.assert_allclose(saliency, pre.map_to_native(np.asarray(core)[0], geometry), atol=1e-6)
 
 
-def test_dependencies_are_installed_on_first_apply_after_asking(st, monkeypatch):
-    import importlib.util
-    import types
-
-    import slicer
-
-    real_find_spec = importlib.util.find_spec
-    missing = {"torch", "monai"}
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name in missing else real_find_spec(name, *a))
-    calls = []
-    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda text, title=None, **kw: calls.append(("ask", text)) or answer[0], raising=False)
-    monkeypatch.setattr(slicer.util, "pip_install", lambda requirements: calls.append(("pip", requirements)), raising=False)
-
-    class PyTorchUtilsLogic:
-        def installTorch(self, askConfirmation=True, torchVersionRequirement=None, **kw):
-            calls.append(("torch", torchVersionRequirement))
-            return torch
-
-    monkeypatch.setitem(sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=PyTorchUtilsLogic))
-    logic = st.SaliencyTrustLogic()
-
-    answer = [False]
-    with pytest.raises(st.DependencyError, match="declined"):
-        logic.ensureDependencies(askConfirmation=True)
-    assert [c[0] for c in calls] == ["ask"] and "monai" in calls[0][1] and "torch" in calls[0][1]
-
-    calls.clear()
-    answer[0] = True
-    logic.ensureDependencies(askConfirmation=True)
-    assert [c[0] for c in calls] == ["ask", "torch", "pip"]
-    assert calls[1][1].startswith(">=")
-    assert "monai" in calls[2][1] and "torch" not in calls[2][1]
-
-    calls.clear()
-    missing.clear()
-    logic.ensureDependencies(askConfirmation=True)
-    assert calls == []  # nothing missing: no question, no install
-
-
-def test_first_apply_installs_the_packages_the_core_declares(st):
-    """What Slicer installs on the first Apply is what pyproject.toml declares, range for range,
-    including numba (the SSIM kernel of every criterion but localization)."""
-    import tomllib
-
-    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    requirements = [requirement for _, requirement in st.PIP_REQUIREMENTS]
-    assert set(requirements) <= set(declared), set(requirements) - set(declared)
-    assert "numba>=0.59" in requirements
-
-
 def test_importing_the_module_loads_no_heavy_dependency():
     """Slicer imports every module at start-up: torch/monai must wait for the first Apply."""
     code = ("import sys; sys.path.insert(0, %r); import conftest; conftest.load_module(); "
@@ -297,6 +246,9 @@ def test_evaluation_outputs_match_the_core_on_the_same_arrays(st, scene, study, 
         on_grid = slicer.util.arrayFromVolume(map_node)
         core_map = np.asarray(compute_saliency(model, batch, method, target=target))
         np.testing.assert_allclose(on_grid, pre.map_to_native(core_map[0], geometry), atol=1e-6)
+        # ... and thresholded at 0.5 as a segmentation on the input's grid (what the DICOM SEG holds)
+        np.testing.assert_array_equal(logic.maskFromSegmentation(result.segmentationNodes[method], study["volume"]),
+                                      on_grid >= 0.5)
         # localization: AUPRC on the model grid, against the fully randomized model's (one image)
         assert cell(method, "localization", "value") == pytest.approx(float(auprc(core_map, mask)[0]), abs=1e-9)
         random_map = compute_saliency(fully_randomized(model, seed=0, example_input=batch), batch, method,
@@ -368,6 +320,9 @@ def test_evaluation_outputs_match_the_core_on_the_same_arrays(st, scene, study, 
     maps = [scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode") for i in
             range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
     assert sum(1 for n in maps if n.GetAttribute("SaliencyTrust.Method")) == 1
+    segmentations = [scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode") for i in
+                     range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode"))]
+    assert sum(1 for n in segmentations if n.GetAttribute("SaliencyTrust.Method")) == 1
 
 
 def test_bad_choices_get_errors_that_say_what_to_fix(st, scene, study, tmp_path):
@@ -443,12 +398,14 @@ def test_dicom_export_references_the_source_series(st, scene, tmp_path, monkeypa
     assert {p.name for p in written} >= {"saliency_gradcam_pm.dcm", "scorecard_sr.dcm"}
 
 
-def test_the_in_slicer_logic_test_passes_on_slicer_core(st, scene, monkeypatch):
-    """SaliencyTrustTest.test_SaliencyTrust_Logic (what Slicer's "Reload and Test" runs), here on
-    slicer-core MRML with the repository's bundle; the Widget test needs the Qt application."""
+def test_the_in_slicer_logic_test_passes_on_slicer_core(st, scene):
+    """SaliencyTrustTest.test_SaliencyTrust_Logic and _SampleData (what Slicer's "Reload and Test"
+    runs), here on slicer-core MRML with the repository's bundle, its study in a child process; the
+    dependency check finds this environment complete (requirements.txt = pyproject.toml). The
+    Widget test needs the Qt application."""
     if not (REPO / "MonaiBundle" / "models" / "model.pt").exists():
         pytest.fail("MonaiBundle/models/model.pt is missing: train the bundle (issue 5) first")
-    monkeypatch.setattr(st.SaliencyTrustLogic, "ensureDependencies", lambda self, askConfirmation=True: None)
-    case = st.SaliencyTrustTest("test_SaliencyTrust_Logic")
-    case.setUp = lambda: None
-    case.test_SaliencyTrust_Logic()
+    for name in ("test_SaliencyTrust_Logic", "test_SaliencyTrust_SampleData"):
+        case = st.SaliencyTrustTest(name)
+        case.setUp = lambda: None
+        getattr(case, name)()

@@ -11,6 +11,8 @@ import ast
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 UI_FILE = REPO / "SaliencyTrust" / "Resources" / "UI" / "SaliencyTrust.ui"
 MODULE_FILE = REPO / "SaliencyTrust" / "SaliencyTrust.py"
@@ -86,6 +88,58 @@ def test_every_parameter_binding_names_a_field_of_the_right_type():
     assert len({p for _c, p in bindings.values()}) == len(bindings)
     assert {"inputVolume", "modelPath", "targetClass", "runLocalization", "runRandomization",
             "runRepeatability", "runReproducibility"} <= {p for _c, p in bindings.values()}
+    # A lab's own model (issue 11): factory, its arguments and the preprocessing are all in the panel.
+    assert {"modelFactory", "modelKwargs", "preprocessingPreset", "inChannels", "inputSize", "resizeMode",
+            "intensity"} <= {p for _c, p in bindings.values()}
+
+
+def choice_values(annotation: str):
+    """The values of ``Annotated[str, Choice([...])]`` (None for another annotation)."""
+    node = ast.parse(annotation, mode="eval").body
+    if not (isinstance(node, ast.Subscript) and getattr(node.value, "id", "") == "Annotated"):
+        return None
+    for item in node.slice.elts[1:]:
+        if isinstance(item, ast.Call) and getattr(item.func, "id", "") == "Choice":
+            argument = item.args[0]
+            if isinstance(argument, ast.Call):  # Choice(list(PREPROCESSING_CHOICES))
+                name = argument.args[0].id
+                for top in ast.parse(MODULE_FILE.read_text()).body:
+                    if isinstance(top, ast.Assign) and any(getattr(t, "id", None) == name for t in top.targets):
+                        return list(ast.literal_eval(top.value))
+            return list(ast.literal_eval(argument))
+    return None
+
+
+def test_every_choice_parameter_offers_exactly_its_choices_in_the_ui():
+    """A combo box bound to a Choice parameter lists the same values in the same order (a value the
+    parameter refuses, or a choice the user cannot pick, would be a broken binding)."""
+    fields = parameter_fields()
+    root = ET.parse(UI_FILE).getroot()
+    checked = []
+    for element in root.iter("widget"):
+        if element.get("class") != "QComboBox":
+            continue
+        props = {p.get("name"): "".join(p.itertext()).strip() for p in element.findall("property")}
+        parameter = props.get("SlicerParameterName")
+        if parameter is None:
+            continue
+        values = choice_values(fields[parameter])
+        items = ["".join(i.find("property").itertext()).strip() for i in element.findall("item")]
+        assert values is not None, f"{parameter} is bound to a combo box but is not a Choice"
+        assert items == values, f"{element.get('name')}: {items} != {values}"
+        checked.append(parameter)
+    assert {"preprocessingPreset", "resizeMode", "granularity", "device"} <= set(checked)
+
+
+def test_spin_boxes_cover_the_range_of_their_parameter():
+    fields = parameter_fields()
+    for name, (cls, props) in ui_widgets().items():
+        if cls != "QSpinBox" or "SlicerParameterName" not in props:
+            continue
+        annotation = ast.parse(fields[props["SlicerParameterName"]], mode="eval").body
+        within = next(i for i in annotation.slice.elts[1:] if getattr(i.func, "id", "") == "WithinRange")
+        low, high = (eval(compile(ast.Expression(a), "<WithinRange>", "eval"), {}) for a in within.args)  # 2**31 - 1
+        assert int(props.get("minimum", 0)) == low and int(props.get("maximum", 99)) == high, name
 
 
 def test_mrml_widgets_receive_the_scene():
@@ -126,3 +180,54 @@ def test_ui_loads_with_qt_and_holds_the_bound_widgets(qapp):
         assert type(child).__name__ == cls or child.metaObject().className() == cls
     for name in bound_names():
         assert widget.findChild(QtCore.QObject, name) is not None
+
+
+def test_the_panels_own_model_fields_reach_the_request(st, scene, mk, tmp_path):
+    """What the panel's "Your own model" fields hold is what the Logic's request carries."""
+    import json
+
+    import numpy as np
+    from SaliencyTrustLib.model_spec import bundle_preprocessing
+    from SaliencyTrustLib.preprocessing import Preprocessing
+
+    volume = mk.add_volume(scene, np.zeros((1, 32, 32), np.float32), np.eye(4), name="chest")
+    weights, factory = tmp_path / "labnet.pt", tmp_path / "labnet.py"
+    weights.write_bytes(b"weights")
+    factory.write_text("def build(num_classes=2):\n    raise NotImplementedError\n")
+    logic = st.SaliencyTrustLogic(scene)
+    p = logic.getParameterNode()
+    assert (p.modelFactory, p.modelKwargs, p.preprocessingPreset, p.inChannels, p.inputSize, p.resizeMode,
+            p.intensity) == ("", "", "from bundle metadata", 0, 0, "preset", "")
+    p.inputVolume = volume
+    p.modelPath = weights
+    p.methods = ["gradient"]
+    p.runLocalization = False
+    p.modelFactory = f"  {factory}:build "
+    p.modelKwargs = json.dumps({"num_classes": 2})
+    p.preprocessingPreset = "study"
+    p.inputSize = 64
+    p.resizeMode = "pad"
+    p.intensity = "imagenet"
+    request = logic.requestFromParameterNode(p)
+    assert request.modelPath == weights and request.modelFactory == f"{factory.resolve()}:build"
+    assert request.modelKwargs == {"num_classes": 2}
+    assert request.preprocessing == Preprocessing(in_channels=3, input_size=64, resize="pad", intensity="imagenet")
+
+    # The defaults leave the bundle's own description in charge; an override starts from it.
+    p.modelFactory, p.modelKwargs, p.preprocessingPreset = "", "", "from bundle metadata"
+    p.inputSize, p.resizeMode, p.intensity = 0, "preset", ""
+    request = logic.requestFromParameterNode(p)
+    assert (request.modelFactory, request.modelKwargs, request.preprocessing) == (None, None, None)
+    bundle = Path(st.DEFAULT_BUNDLE_DIR)
+    from_bundle = logic.preprocessingFromChoices("from bundle metadata", bundle, inputSize=96)
+    assert bundle_preprocessing(bundle), "the repository's bundle declares its network_data_format"
+    assert from_bundle == Preprocessing(**{**bundle_preprocessing(bundle), "input_size": 96})
+    assert logic.preprocessingFromChoices("study", bundle, inChannels=1) == Preprocessing.preset("study", in_channels=1)
+
+    # Wrong values are one clear error before anything runs.
+    p.modelKwargs = "{num_classes: 2}"
+    with pytest.raises(ValueError, match="not JSON"):
+        logic.requestFromParameterNode(p)
+    p.modelKwargs, p.intensity = "", "bright"
+    with pytest.raises(ValueError, match="intensity"):
+        logic.requestFromParameterNode(p)

@@ -62,6 +62,9 @@ def add_setting_arguments(parser: argparse.ArgumentParser, defaults: Dict[str, A
                        help="class explained for every model (default: each model's predicted class)")
     group.add_argument("--consistency-target", default="own_prediction", choices=CHOICES["consistency_target"],
                        help="class the replicate / second architecture explain (default own_prediction)")
+    group.add_argument("--randomization-target", default="original_prediction", choices=CHOICES["randomization_target"],
+                       help="class a randomized model explains: the trained model's (default) or each state's own "
+                            "(the study's released scripts)")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -133,7 +136,7 @@ def settings_from_args(args: argparse.Namespace, extra_params: Dict[str, Dict[st
         cascade_granularity=args.granularity, bn_policy=args.bn_policy, ssim_data_range=args.ssim_data_range,
         n_pairs=args.n_pairs, max_studies=args.max_studies, study_selection=args.study_selection,
         localization_baseline=args.localization_baseline, target_class=args.target_class,
-        consistency_target=args.consistency_target)
+        consistency_target=args.consistency_target, randomization_target=args.randomization_target)
 
 
 def configure_threads(threads: int | None) -> None:

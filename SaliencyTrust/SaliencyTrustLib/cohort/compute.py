@@ -280,6 +280,8 @@ def compute_steps(plan: RunPlan, cohort: Cohort, loaded: LoadedModels, settings:
                         targets = own
                 elif state == ORIGINAL:
                     prediction = [original_prediction[s] for s in batch_ids]
+                elif settings.target_class is None and settings.randomization_target == "own_prediction":
+                    targets = _predict(model, images)[0]          # a cascade state's own argmax
                 for method_name, method in methods.items():
                     units = [Unit(s, method_name, state) for s in batch_ids]
                     if all(u.key in done for u in units):

@@ -31,6 +31,7 @@ CHOICES: Dict[str, Tuple[str, ...]] = {
     "study_selection": ("positive", "all"),
     "localization_baseline": ("average_mask", "randomized_model"),
     "consistency_target": ("own_prediction", "original_prediction"),
+    "randomization_target": ("original_prediction", "own_prediction"),
     "postprocess": ("paper", "abs_sum"),
 }
 
@@ -67,6 +68,9 @@ class EvaluationSettings:
         target_class: the class explained for every model; None = each model's predicted class.
         consistency_target: the class the replicate / second architecture explain:
             ``"own_prediction"`` (each model its own, as the study) or ``"original_prediction"``.
+        randomization_target: the class a randomized model explains: ``"original_prediction"``
+            (the trained model's, so every state explains the same output; default) or
+            ``"own_prediction"`` (each state's own argmax, as the study's released scripts did).
         postprocess: map post-processing (``"paper"``: abs, sum, clip 99th percentile, [0, 1]).
         controls: negative controls run beside the methods through every criterion
             (:data:`SaliencyTrustLib.saliency.registry.CONTROLS`; ``()`` for none).
@@ -91,6 +95,7 @@ class EvaluationSettings:
     localization_baseline: str = "average_mask"
     target_class: Optional[int] = None
     consistency_target: str = "own_prediction"
+    randomization_target: str = "original_prediction"
     postprocess: str = "paper"
     controls: Tuple[str, ...] = CONTROLS
     min_images: int = 20

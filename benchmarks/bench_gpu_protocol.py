@@ -96,6 +96,8 @@ def parse_args(argv=None):
     parser.add_argument("--prefetch-threads", type=int, default=None,
                         help="threads computing each group's XRAI segments while the GPU works (default: "
                              "min(8, cores - 2); 0: none, XRAI segments the images itself as the cohort runner does)")
+    parser.add_argument("--only-amp", action="store_true",
+                        help="the sweep and the mixed-precision comparison only (no protocol, no metrics)")
     parser.add_argument("--no-strict", action="store_true", help="skip the strict-float32 (no TF32) reference maps")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
@@ -468,9 +470,17 @@ def main(argv=None) -> int:
     repeats = 2 if quick else 5
     times32 = sweep(models, device, sizes, size, repeats)
     times16 = sweep(models, device, sizes, size, repeats, amp="bf16") if not quick or device.type == "cuda" else {}
-    best_batch, _ = best_per_image(times32["densenet121"])
-    ibs = args.internal_batch_size or best_batch
-    per_image = {arch: best_per_image(t)[1] for arch, t in times32.items()}
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the sweep's largest batches leave cached blocks behind
+    # The batch size every architecture ran (ResNet50 at 256 and 320^2 does not fit in 141 GB).
+    common = {b: t for b, t in times32["densenet121"].items() if all(b in other for other in times32.values())}
+    ibs = args.internal_batch_size or best_per_image(common)[0]
+    missing = [arch for arch, t in times32.items() if ibs not in t]
+    if missing:
+        raise SystemExit(f"--internal-batch-size {ibs}: not timed (or out of memory) for {missing}; "
+                         f"give one of {sorted(common)} or add it to --sweep")
+    # The bound: one batched forward+backward at the internal_batch_size used, per image.
+    per_image = {arch: t[ibs] / ibs for arch, t in times32.items()}
     figures["sweep_fp32"], figures["sweep_bf16"], figures["internal_batch_size"] = times32, times16, ibs
     log(f"\n## Forward+backward of one batch ({size}x{size}x3), best of {repeats}, ms per pass (ms per image)\n")
     log("| network | precision | " + " | ".join(f"batch {b}" for b in sizes) + " |")
@@ -479,8 +489,11 @@ def main(argv=None) -> int:
         for arch, times in table.items():
             cells = [f"{times[b] * 1e3:.1f} ({times[b] / b * 1e3:.2f})" if b in times else "OOM" for b in sizes]
             log(f"| {arch} | {label} | " + " | ".join(cells) + " |")
-    log(f"\ninternal_batch_size = {ibs}" + (" (best of the sweep)" if not args.internal_batch_size else " (given)")
-        + "; bound per image-pass: " + ", ".join(f"{a} {t * 1e3:.3f} ms" for a, t in per_image.items())
+    log(f"\ninternal_batch_size = {ibs}" + (" (the best batch size every network ran)" if not args.internal_batch_size
+                                          else " (given)")
+        + "; bound per image-pass at that size: " + ", ".join(f"{a} {t * 1e3:.3f} ms" for a, t in per_image.items())
+        + "; best of the sweep: " + ", ".join(f"{a} {best_per_image(t)[1] * 1e3:.3f} ms (batch {best_per_image(t)[0]})"
+                                             for a, t in times32.items())
         + f" (sweep {time.perf_counter() - start:.1f} s)")
 
     # 2. How many images fit.
@@ -504,9 +517,21 @@ def main(argv=None) -> int:
                                       if n < requested else "")
         + f", groups {[len(g) for g in groups]}, {n_cascade} cascade states, {per_map_set} passes per image and "
         f"state ({', '.join(f'{m} {p}' for m, p in passes.items())})")
-    images, masks, average_mask = make_data(n, size)
-    warm_up(models, device, size, method_params, ibs)
-    save()
+    images, masks, average_mask = make_data(max(n, amp_images) if args.only_amp else n, size)
+    if not args.only_amp:
+        warm_up(models, device, size, method_params, ibs)
+        save()
+        run_protocol_and_metrics(args, figures, models, images, masks, average_mask, groups, method_params, ibs,
+                                 device, clock, log, n, requested, n_cascade, passes, per_map_set, per_image, save)
+    run_mixed_precision(figures, models, images, method_params, ibs, device, log, n if not args.only_amp else
+                        images.shape[0], amp_images, args, passes, times16, size, save, started)
+    return 0
+
+
+def run_protocol_and_metrics(args, figures, models, images, masks, average_mask, groups, method_params, ibs, device,
+                             clock, log, n, requested, n_cascade, passes, per_map_set, per_image, save):
+    """Stages 3 and 4: the protocol's maps and metrics, and their tables."""
+    import torch
 
     # 3. The protocol's maps.
     prefetch = args.prefetch_threads if args.prefetch_threads is not None else max(0, min(8, (os.cpu_count() or 1) - 2))
@@ -577,14 +602,17 @@ def main(argv=None) -> int:
     figures["per_method"], figures["outside_bound"] = per_method, other
     save()
 
-    # 5. Mixed precision.
+
+def run_mixed_precision(figures, models, images, method_params, ibs, device, log, n, amp_images, args, passes,
+                        times16, size, save, started):
+    """Stage 5: bf16 against float32 on the first images, and its table."""
     m = min(amp_images, n)
     log(f"\n## bf16 autocast (amp=\"bf16\") vs float32: original model, {m} images\n")
     warm_up(models, device, size, method_params, ibs, amp="bf16")
     strict = device.type == "cuda" and not args.no_strict
     amp_rows = run_amp(models[0], images[:m], method_params, ibs, device, strict, log)
     figures["amp"] = amp_rows
-    bound16 = best_per_image(times16["densenet121"])[1] if times16 else None
+    bound16 = times16["densenet121"][ibs] / ibs if times16 and ibs in times16.get("densenet121", {}) else None
     figures["bf16_per_image_pass_s"] = bound16
     log("\n| method | fp32 s | bf16 s | speed-up | bf16 / bf16 bound | SSIM bf16 vs fp32, data_range 1: mean / min "
         "| data_range 2 (study): mean / min |" + (" SSIM TF32 vs strict fp32 (dr 1): mean / min | bf16 vs strict: mean / min |" if strict else ""))
@@ -603,7 +631,6 @@ def main(argv=None) -> int:
     log(f"\nwhole script {figures['wall_s']:.0f} s" + (f"; peak GPU memory {figures['peak_gpu_memory_gib']:.1f} GiB"
                                                      if "peak_gpu_memory_gib" in figures else ""))
     save()
-    return 0
 
 
 if __name__ == "__main__":

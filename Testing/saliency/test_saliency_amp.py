@@ -146,3 +146,22 @@ def test_saliency_method_carries_amp_through_its_json_config(tiny_net, images_2d
                                                                     amp="bf16", n_steps=4))
     plain = SaliencyMethod("integrated_gradients", n_steps=4)
     assert "amp" not in plain.to_config() and "amp" not in plain.settings and "amp" not in repr(plain)
+
+
+def test_probability_check_accepts_bf16_rows_summed_in_float32(monkeypatch):
+    # CUDA autocast sums bfloat16 rows in float32 (torch.sum is on its float32 list); comparing
+    # that sum with a bfloat16 tensor of ones raised "Float did not match BFloat16" on an H200
+    # whenever every logit of a chunk fell in [0, 1]. Reproduced here by the same promotion.
+    from SaliencyTrustLib.saliency import validation
+
+    real_sum = torch.Tensor.sum
+    monkeypatch.setattr(torch.Tensor, "sum", lambda self, *a, **k: real_sum(self.float(), *a, **k))
+    with pytest.warns(UserWarning, match="softmax"):
+        validation.warn_if_probabilities(torch.tensor([[0.25, 0.75], [0.5, 0.5]], dtype=torch.bfloat16))
+
+
+def test_amp_warns_about_softmax_outputs_instead_of_failing(images_2d):
+    model = nn.Sequential(RecordingNet(), nn.Softmax(dim=1))
+    with pytest.warns(UserWarning, match="softmax"):
+        maps = compute_saliency(model, images_2d, "gradient", amp="bf16")
+    assert torch.isfinite(maps).all()

@@ -40,7 +40,10 @@ Usage::
 
     python benchmarks/bench_gpu_protocol.py --device cuda                   # 100 images, the study's settings
     python benchmarks/bench_gpu_protocol.py --device cuda --budget-s 200    # fewer images if 100 do not fit
-    python benchmarks/bench_gpu_protocol.py --quick                         # CPU check: 2 images 64x64, light settings
+    python benchmarks/bench_gpu_protocol.py --quick --threads 1             # CPU check: 2 images 64x64, light settings
+    python benchmarks/bench_gpu_protocol.py --device cuda --only-amp        # the sweep and the bf16 table only
+
+Figures last measured (one H200, 21 images projected to 100; the bf16 table on 24): docs/gpu.md.
 
 No timed asserts: the script prints its figures and ratios as markdown tables (and ``--json``).
 """
@@ -584,7 +587,7 @@ def run_protocol_and_metrics(args, figures, models, images, masks, average_mask,
         f"**{total_measured / total_bound:.2f}** | {total_cpu:.1f} | {(total_measured - total_cpu) / total_bound:.2f} |"
         + (f" {total_measured * scale:.0f} |" if n != requested else ""))
     figures["ratio_maps"] = total_measured / total_bound
-    log(f"\nXRAI segments computed ahead by {prefetch} threads while the GPU worked: "
+    log(f"\nXRAI segments computed ahead by {prefetch} thread(s) while the GPU worked: "
         f"{clock.xrai_cpu.get('prefetch (overlapped)', 0.0):.1f} s of thread time, not in the stages"
         + (" (0 threads: XRAI segments in its own call, as the cohort runner)" if not prefetch else ""))
 

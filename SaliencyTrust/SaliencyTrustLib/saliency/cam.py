@@ -143,7 +143,9 @@ def layer_activations_and_gradients(model: torch.nn.Module, x: torch.Tensor, mod
     if activation.ndim != x.ndim:
         raise ValueError(f"layer {layer_name!r} outputs shape {tuple(activation.shape)}; GradCAM needs "
                          f"a (B, K, *spatial) map with {x.ndim - 2} spatial axes like the input.")
-    return activation.detach(), grads.detach(), targets
+    # Under amp="bf16" both come out in bfloat16: the channel weighting and the sum over
+    # channels are done in the input's precision (a no-op in float32).
+    return activation.detach().to(x.dtype), grads.detach().to(x.dtype), targets
 
 
 def upsample(maps: torch.Tensor, size: Tuple[int, ...], interpolate_mode: str) -> torch.Tensor:

@@ -16,13 +16,16 @@ from typing import Callable, Dict, List, Tuple
 class MethodSpec:
     """A registered method: its ``name``, where its function lives (``"module:function"``,
     relative to this package), the library whose computation it reproduces or wraps, whether it
-    is one of the study's eight, and a one-line description."""
+    is one of the study's eight, a one-line description, and whether it may run under
+    ``compute_saliency(..., amp="bf16")`` (methods built on input gradients may; a method whose
+    map is a difference of logits may not: bfloat16 logits carry 8 significant bits)."""
 
     name: str
     entry: str
     library: str
     in_study: bool
     description: str
+    supports_amp: bool = True
 
     @property
     def function(self) -> Callable:
@@ -55,7 +58,7 @@ METHODS: Dict[str, MethodSpec] = {spec.name: spec for spec in (
     MethodSpec("xrai", "xrai:xrai", "PAIR saliency XRAI algorithm on our IG + scikit-image segments",
                True, "segments ranked by attribution density gain"),
     MethodSpec("occlusion", "occlusion:occlusion", "captum.attr.Occlusion", False,
-               "logit drop when a sliding window is replaced by a baseline"),
+               "logit drop when a sliding window is replaced by a baseline", supports_amp=False),
     MethodSpec("gradcam_pp", "cam:gradcam_pp", "monai.visualize.GradCAMpp", False,
                "GradCAM++ channel weights"),
     MethodSpec("input_x_gradient", "gradients:input_x_gradient", "captum.attr.InputXGradient", False,

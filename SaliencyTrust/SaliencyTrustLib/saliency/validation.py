@@ -86,6 +86,8 @@ def warn_if_probabilities(logits: torch.Tensor) -> None:
         return
     with torch.no_grad():
         rows = logits.detach()
+        if rows.dtype in (torch.float16, torch.bfloat16):  # amp: CUDA autocast sums them in float32
+            rows = rows.float()
         if bool(((rows >= 0) & (rows <= 1)).all()) and torch.allclose(
                 rows.sum(1), torch.ones_like(rows[:, 0]), atol=1e-4):
             warnings.warn(

@@ -94,6 +94,16 @@ def assert_same_scorecard(one: dict, two: dict) -> None:
 
 def test_api_cli_and_bundle_give_the_same_scorecard_and_per_image_numbers(cohort_runs):
     api, cli, bundle = cohort_runs["api"], cohort_runs["cli"], cohort_runs["bundle"]
+    # the bundle's two localization networks are the study's baselines, in every front end
+    networks = api["localization_networks"]["summary"]      # (trained at 224 px: weak on these 48 px images)
+    assert networks["auprc"]["n"] == len(api["localization"]["study_ids"]) and networks["ssim"]["mean"] is not None
+    for results in (api, cli, bundle):
+        row = next(r for r in results["scorecard"]["rows"] if (r["method"], r["criterion"]) == ("gradient", "repeatability"))
+        assert row["baseline"] == pytest.approx(networks["ssim"]["mean"], abs=TOLERANCE)
+        assert "localization networks" in row["baseline_name"]
+        loc = next(r for r in results["scorecard"]["rows"] if (r["method"], r["criterion"]) == ("gradient", "localization"))
+        assert loc["details"]["localization_network_auprc"] == pytest.approx(networks["auprc"]["mean"], abs=TOLERANCE)
+        assert "vs_localization_network" in loc["details"]
     assert len(_rows(api)) == (len(METHODS) + len(api["controls"])) * len(CRITERIA)
     for other in (cli, bundle):
         assert other["settings"]["preprocessing"] == api["settings"]["preprocessing"]

@@ -24,7 +24,7 @@ from .compute import make_methods, native_relpath
 from .store import (_safe_name, iter_records_sorted, load_map, map_relpath, read_failures, read_run_file,
                     write_json_atomic)
 from .settings import CRITERIA
-from .units import CASCADE_PREFIX, ORIGINAL, REPLICATE, SECOND_ARCH, Unit
+from .units import CASCADE_PREFIX, LOCALIZER, ORIGINAL, REPLICATE, SECOND_ARCH, Unit
 
 #: Repeatability / reproducibility references of the study: SSIM between two independently trained
 #: localization networks (U-Net on masks, RetinaNet on boxes), shown for scale. Without localization
@@ -45,7 +45,8 @@ def rules(localization_baseline: str = "average_mask") -> Dict[str, str]:
             "reproducibility": CONSISTENCY_RULES["different_image"]}
 
 
-METRIC_COLUMNS = ("auprc", "auprc_mean_mask", "ssim_vs_original", "spearman_vs_original", "target", "predicted", "probability")
+METRIC_COLUMNS = ("auprc", "auprc_mean_mask", "ssim_vs_original", "spearman_vs_original", "target", "predicted",
+                  "probability", "ssim_localizers", "auprc_localizer_replicate")
 
 
 def _clean(value: Optional[float]) -> Optional[float]:
@@ -191,6 +192,16 @@ def assemble_results(root, plan, settings: EvaluationSettings, progress: bool = 
                           "reference": {"U-Net (study, SIIM)": 0.404, "RetinaNet (study, RSNA)": 0.596}},
         }
 
+    if plan.localizer:
+        first = [metric(s, LOCALIZER, ORIGINAL, "auprc") for s in studies]
+        second = [metric(s, LOCALIZER, ORIGINAL, "auprc_localizer_replicate") for s in studies]
+        similar = [metric(s, LOCALIZER, ORIGINAL, "ssim_localizers") for s in studies]
+        results["localization_networks"] = {
+            "study_ids": studies, "auprc": first, "auprc_replicate": second, "ssim": similar,
+            "ssim_per_sample_study": [similar[studies.index(s)] for s in sample],
+            "summary": {"auprc": summarize(first), "auprc_replicate": summarize(second), "ssim": summarize(similar)},
+            "models": {k: plan.config["models"].get(k) for k in ("localizer", "localizer_replicate")}}
+
     baseline: Dict[str, Any] = {}
     if set(criteria) & {"randomization", "repeatability", "reproducibility"}:
         images = sample + sorted(plan.references)
@@ -260,6 +271,10 @@ def _criterion_numbers(results: Dict[str, Any], criterion: str, method: str):
         details = {"value_name": "mean AUPRC", "baseline_name": name,
                    "mean_mask_auprc": loc["baselines"]["mean_mask"]["mean"], "randomized_model_auprc": randomized_mean,
                    "study_localization_networks": {"U-Net (study, SIIM)": 0.404, "RetinaNet (study, RSNA)": 0.596}}
+        networks = results.get("localization_networks")
+        if networks:
+            details["localization_network_auprc"] = networks["summary"]["auprc"]["mean"]
+            details["_localization_network_per_image"] = networks["auprc"]
         return value, base_value, loc["auprc"][method], reference, True, details
     if criterion == "randomization":
         ran = results.get("randomization")
@@ -282,7 +297,13 @@ def _criterion_numbers(results: Dict[str, Any], criterion: str, method: str):
     if not block:
         return None
     details = {"value_name": "mean SSIM", "baseline_name": "different-image mean SSIM (localization baseline absent)",
-               "study_localization_networks": REFERENCE_SSIM, "spearman_mean": block["spearman_summary"][method]["mean"]}
+               "study_localization_networks": REFERENCE_SSIM, "spearman_mean": block["spearman_summary"][method]["mean"],
+               "different_image_ssim": baseline.get("ssim")}
+    networks = results.get("localization_networks")
+    if networks:          # the study's bar: two localization networks trained apart
+        details["baseline_name"] = "SSIM between two localization networks trained apart"
+        return block["summary"][method]["mean"], networks["summary"]["ssim"]["mean"], block["ssim"][method], \
+            networks["ssim_per_sample_study"], True, details
     return block["summary"][method]["mean"], baseline.get("ssim"), block["ssim"][method], \
         baseline["ssim_per_study"], True, details
 
@@ -375,12 +396,21 @@ def build_scorecard(results: Dict[str, Any]):
                     status = "undecided"
                     extra["unbeaten_controls"] = unbeaten
                     extra["reason"] = "passes its baseline but does not beat the control(s) " + ", ".join(unbeaten)
+            network_auprc = details.pop("_localization_network_per_image", None)
+            if network_auprc is not None and per_image:
+                extra["vs_localization_network"] = paired_verdict(per_image, network_auprc, min_images=min_images,
+                                                                  seed=seed).to_dict()
             if status == "undecided" and "reason" not in extra:
                 extra["reason"] = verdict.reason if verdict else "no defined value"
             passed = None if status == "undecided" else status == "pass"
             value_name, baseline_name = details.pop("value_name"), details.pop("baseline_name")
+            rule = rule_text[criterion]
+            if criterion in ("repeatability", "reproducibility") and results.get("localization_networks"):
+                from ..criteria.consistency import CONSISTENCY_RULES
+
+                rule = CONSISTENCY_RULES["localization"]
             card.add(m, criterion, value, base, passed,
-                     rule_text[criterion] + "; decided by the paired bootstrap CI of the difference, and only if "
+                     rule + "; decided by the paired bootstrap CI of the difference, and only if "
                      "the method beats every control that passes", value_name=value_name,
                      baseline_name=baseline_name, **details, **extra)
     return card

@@ -20,7 +20,8 @@ request file:
   the image's grid as 0/1).
 * ``training_masks``, ``source``, ``dicomweb_url``: the rest of the
   :class:`~SaliencyTrustLib.cohort.sources.Cohort`.
-* ``models``: ``{"original": ModelSpec, "replicate": ModelSpec | null, "second_arch": ...}`` as
+* ``models``: ``{"original": ModelSpec, "replicate": ModelSpec | null, "second_arch": ...,
+  "localizer": ..., "localizer_replicate": ...}`` (every field of ``StudyModels``) as
   :meth:`~SaliencyTrustLib.model_spec.ModelSpec.to_dict` (models given in memory cannot cross a
   process boundary: run them in process).
 * ``settings``: :meth:`EvaluationSettings.to_dict`.
@@ -35,6 +36,8 @@ Output protocol (stdout, one line each, flushed; everything else on stdout/stder
 """
 
 from __future__ import annotations
+
+from dataclasses import fields
 
 import argparse
 import json
@@ -160,8 +163,7 @@ def write_request(path, cohort, models, settings, out_dir, device: str = "auto",
         "training_masks": [str(p) for p in cohort.training_masks],
         "studies": [_study_entry(s, folder, base) for s in cohort.studies],
         "reference_studies": [_study_entry(s, folder, base) for s in cohort.reference_studies],
-        "models": {state: _model_entry(getattr(models, state), state)
-                   for state in ("original", "replicate", "second_arch")},
+        "models": {role.name: _model_entry(getattr(models, role.name), role.name) for role in fields(models)},
         "settings": settings.to_dict(),
     }
     tmp = path.with_name(path.name + ".tmp")

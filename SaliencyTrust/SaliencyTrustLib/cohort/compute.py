@@ -18,7 +18,7 @@ from .prepare import PreparedStudy, prepare_study, read_mask_only
 from .settings import EvaluationSettings
 from .sources import Cohort
 from .store import RankStore, UnitRecord, _safe_name, done_unit_keys, load_map, map_relpath
-from .units import ORIGINAL, REPLICATE, SECOND_ARCH, Unit, derive_seed, shard
+from .units import LOCALIZER, ORIGINAL, REPLICATE, SECOND_ARCH, Unit, derive_seed, shard
 
 INPUTS_DIR = "inputs"
 NATIVE_DIR = "native"
@@ -182,6 +182,38 @@ def _maps(method, model, images, targets) -> np.ndarray:
     return np.asarray(maps, dtype=np.float32).reshape((images.shape[0],) + tuple(images.shape[2:]))
 
 
+def _localizer_units(store, root: Path, done, stats, rank: int, loaded: LoadedModels,
+                     settings: EvaluationSettings, batch: List[PreparedStudy], images) -> int:
+    """The localization networks' unit of each study: the first network's map, its AUPRC (and the
+    second's) against the mask, and the SSIM / Spearman between the two networks' maps (the bar of
+    repeatability and reproducibility). Returns the units committed."""
+    from ..localizers import localization_maps
+    from ..metrics import auprc, spearman, ssim
+
+    started = time.perf_counter()
+    first = localization_maps(loaded.localizer, images)
+    second = localization_maps(loaded.localizer_replicate, images)
+    numbers = [{} for _ in batch]
+    usable = [i for i, p in enumerate(batch) if p.mask is not None and p.mask.any()]
+    if usable:
+        masks = np.stack([batch[i].mask for i in usable])
+        for key, maps in (("auprc", first), ("auprc_localizer_replicate", second)):
+            for i, value in zip(usable, np.asarray(auprc(maps[usable], masks), np.float64).ravel()):
+                numbers[i][key] = float(value)
+    similar = np.asarray(ssim(first, second, data_range=settings.ssim_data_range), np.float64).ravel()
+    rho = np.asarray(spearman(first, second), np.float64).ravel()
+    seconds = (time.perf_counter() - started) / len(batch)
+    for i, prepared in enumerate(batch):
+        numbers[i].setdefault("auprc", float("nan"))
+        numbers[i]["ssim_localizers"], numbers[i]["spearman_vs_original"] = float(similar[i]), float(rho[i])
+        unit = Unit(prepared.study_id, LOCALIZER, ORIGINAL)
+        relpath = store.write_map(unit, first[i])
+        store.commit_unit(UnitRecord(unit, relpath, numbers[i], seconds, rank))
+        done.add(unit.key)
+        stats["units_done_now"] += 1
+    return len(batch)
+
+
 def make_methods(settings: EvaluationSettings, methods: Sequence[str]) -> Dict[str, Any]:
     """The study's :class:`~SaliencyTrustLib.saliency.SaliencyMethod` objects by name."""
     from ..saliency import SaliencyMethod
@@ -262,7 +294,13 @@ def compute_steps(plan: RunPlan, cohort: Cohort, loaded: LoadedModels, settings:
             original_targets = dict(zip(ordered, explained.tolist()))
             original_prediction = {s: (int(c), float(p)) for s, c, p in
                                    zip(ordered, predicted.tolist(), probabilities.max(dim=1).values.tolist())}
-            needed = {u.model_state for u in missing}
+            located = [s for s in ordered if Unit(s, LOCALIZER, ORIGINAL).key not in done and s in plan.studies]
+            if plan.localizer and located:
+                finished += _localizer_units(store, root, done, stats, context.rank, loaded, settings,
+                                             [prepared[s] for s in located],
+                                             images_all[[ordered.index(s) for s in located]])
+                yield Progress(finished, total, f"localization networks: {len(located)} map(s)")
+            needed = {u.model_state for u in missing if u.method != LOCALIZER}
             originals: Dict[Tuple[str, str], np.ndarray] = {}
             for state, model in loaded.states(needed, plan.cascade_states):
                 batch_ids = [s for s in ordered if state in plan.states[s]]

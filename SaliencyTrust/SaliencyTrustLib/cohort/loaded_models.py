@@ -30,6 +30,12 @@ class LoadedModels:
             model = load_model(given, device) if isinstance(given, ModelSpec) else self._in_memory(given)
             setattr(self, state, model)
             self.described[state] = describe_model(given)
+        self.localizer = self.localizer_replicate = None
+        if models.localizer is not None and models.localizer_replicate is not None:
+            self.localizer = self._localizer(models.localizer)
+            self.localizer_replicate = self._localizer(models.localizer_replicate)
+            self.described["localizer"] = describe_model(models.localizer)
+            self.described["localizer_replicate"] = describe_model(models.localizer_replicate)
         original = self.original
         self.spatial_dims = model_spatial_dims(original)
         self.preprocessing = settings.preprocessing.resolved(self.spatial_dims, _in_channels(original))
@@ -44,6 +50,22 @@ class LoadedModels:
                 self.num_classes[state] = check_model_input(
                     model, shape, getattr(source, "path", None) or f"the {state} model")
         self.scripted = is_scripted(original)
+
+    def _localizer(self, given):
+        """A segmentation network: a :mod:`~SaliencyTrustLib.localizers` checkpoint by path, a
+        user's network by factory / TorchScript, or a module in memory."""
+        from ..localizers import load_localizer
+        from ..model_spec import ModelError, ModelSpec, load_model
+
+        if not isinstance(given, ModelSpec):
+            return self._in_memory(given)
+        if given.factory or given.name:
+            return load_model(given, self.device)
+        try:
+            return load_localizer(given.path, device=self.device)
+        except (ValueError, FileNotFoundError) as error:
+            raise ModelError(given.path, f"not a localization network ({error}).",
+                             "give a localizers checkpoint, or the network's --factory.") from None
 
     def _in_memory(self, model):
         import copy

@@ -11,7 +11,7 @@ import numpy as np
 from .loaded_models import LoadedModels
 from .settings import EvaluationSettings
 from .sources import Cohort, StudyRef, select_positive
-from .units import (CASCADE_PREFIX, ORIGINAL, REPLICATE, SECOND_ARCH, StudyGroup, Unit, derive_seed,
+from .units import (CASCADE_PREFIX, LOCALIZER, ORIGINAL, REPLICATE, SECOND_ARCH, StudyGroup, Unit, derive_seed,
                     make_groups)
 
 #: Studies of the sample whose input and mask are kept for the report's gallery.
@@ -47,6 +47,7 @@ class RunPlan:
     skipped_methods: Dict[str, str] = field(default_factory=dict)
     methods: List[str] = field(default_factory=list)
     controls: List[str] = field(default_factory=list)
+    localizer: bool = False
 
     @property
     def scored(self) -> List[str]:
@@ -54,7 +55,12 @@ class RunPlan:
         return list(self.methods) + list(self.controls)
 
     def units_of(self, study_ids: Sequence[str], methods: Sequence[str]) -> List[Unit]:
-        return [Unit(s, m, st) for s in study_ids for st in self.states[s] for m in methods]
+        """The units of these studies: every method at every state, and the localization
+        networks' unit of each evaluated study (when the study has them)."""
+        units = [Unit(s, m, st) for s in study_ids for st in self.states[s] for m in methods]
+        if self.localizer:
+            units += [Unit(s, LOCALIZER, ORIGINAL) for s in study_ids if s in self.studies]
+        return units
 
     def study(self, study_id: str) -> StudyRef:
         return self.studies.get(study_id) or self.references[study_id]
@@ -171,4 +177,4 @@ def make_plan(cohort: Cohort, settings: EvaluationSettings, loaded: LoadedModels
     groups = make_groups(ids + sorted(references), settings.batch_size)
     return RunPlan({s.study_id: s for s in chosen}, sample, states, cascade_states, groups,
                    sample[:GALLERY_SIZE], config, skipped, references, skipped_methods, methods,
-                   list(settings.controls))
+                   list(settings.controls), loaded.localizer is not None)

@@ -143,16 +143,22 @@ class StudyModels:
 
     ``original`` is required; ``replicate`` (same architecture, trained apart) enables the
     repeatability criterion and ``second_arch`` (another architecture) reproducibility.
+    ``localizer`` and ``localizer_replicate`` are two segmentation networks trained apart
+    (:mod:`SaliencyTrustLib.localizers`, or any module giving one logit channel per pixel): the first
+    one's AUPRC is criterion 1's localization-network baseline, and the SSIM between their maps is
+    the bar of criteria 3 and 4, as in the study.
     """
 
     original: Any
     replicate: Any = None
     second_arch: Any = None
+    localizer: Any = None
+    localizer_replicate: Any = None
 
     def __post_init__(self) -> None:
         from ..model_spec import ModelSpec
 
-        for state in ("original", "replicate", "second_arch"):
+        for state in ("original", "replicate", "second_arch", "localizer", "localizer_replicate"):
             value = getattr(self, state)
             if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
                 setattr(self, state, ModelSpec(path=str(value)))
@@ -162,7 +168,8 @@ class StudyModels:
     @classmethod
     def from_bundle(cls, bundle_dir: str) -> "StudyModels":
         """The bundle's models: the bundle itself (``network_def`` + ``models/model.pt``), and
-        ``models/model_replicate.pt`` / ``models/model_second_arch.pt`` when present."""
+        ``models/model_replicate.pt`` / ``models/model_second_arch.pt`` / ``models/localizer.pt`` /
+        ``models/localizer_replicate.pt`` when present."""
         from pathlib import Path
 
         from ..model_spec import ModelSpec
@@ -175,4 +182,6 @@ class StudyModels:
                              "train it (MonaiBundle/configs/train.json) or pass --model WEIGHTS.")
         optional = {name: ModelSpec(path=str(models / f"model_{name}.pt")) for name in ("replicate", "second_arch")
                     if (models / f"model_{name}.pt").is_file()}
+        optional.update({name: ModelSpec(path=str(models / f"{name}.pt")) for name in ("localizer", "localizer_replicate")
+                         if (models / f"{name}.pt").is_file()})
         return cls(original=ModelSpec(path=str(bundle_dir)), **optional)

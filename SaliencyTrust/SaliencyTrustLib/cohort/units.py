@@ -23,6 +23,8 @@ from typing import Iterable, List, Sequence, Tuple
 ORIGINAL = "original"
 REPLICATE = "replicate"
 SECOND_ARCH = "second_arch"
+#: The "method" of the localization networks' units (their maps are no saliency method's).
+LOCALIZER = "localization_network"
 #: Prefix of the cumulative randomization states, e.g. ``"cascade/02_features.denseblock3"``.
 CASCADE_PREFIX = "cascade/"
 

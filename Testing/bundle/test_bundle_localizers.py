@@ -88,7 +88,7 @@ def test_a_localizer_round_trips_and_a_classifier_file_is_refused(tmp_path, bund
     images = torch.rand(2, 2, 32, 32)
     assert np.allclose(localization_maps(model, images), localization_maps(loaded, images), atol=1e-6)
     with pytest.raises(ValueError, match="not a localizer"):
-        load_localizer(bundle_root / "models" / "model.pt")    # densenet_small: a classifier
+        load_localizer(bundle_root / "models" / "model_replicate.pt")    # densenet_small: a classifier
     with pytest.raises(FileNotFoundError, match="train_localization.json"):
         load_localizer(tmp_path / "absent.pt")
 

@@ -41,7 +41,8 @@ from SaliencyTrustLib.networks import ARCH_KEY, build_classifier, finalize_check
 TRAINED_TENSORS_SHA256 = "ddbd4a6926162bc4892bbc5b8b545a10ee56d271a3e07a3ddd9d42064ec09eef"
 
 #: The weight files the zoo fetches through large_files.yml, and what each one holds.
-WEIGHT_FILES = ("models/model.pt", "models/model.ts", "models/model_replicate.pt", "models/model_second_arch.pt")
+WEIGHT_FILES = ("models/model.pt", "models/model.ts", "models/model_replicate.pt", "models/model_second_arch.pt",
+                "models/localizer.pt", "models/localizer_replicate.pt")
 
 
 def _inference_config(bundle: Path) -> Path:

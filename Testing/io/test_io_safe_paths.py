@@ -88,3 +88,34 @@ def test_safe_name_keeps_plain_ids_and_keeps_distinct_ids_distinct():
     names = [safe_name(c) for c in crafted]
     assert len(set(names)) == len(crafted)
     assert safe_name("../../../x") == safe_name("../../../x")      # stable across calls
+
+
+def test_prepare_names_files_from_csv_ids_inside_its_folder(tmp_path):
+    """RSNA / SIIM ids come from a CSV: a DICOM named '..dcm' (stem '.') or an id with spaces gives
+    a plain, hashed file name inside out/, and the datalist points at it."""
+    import json
+
+    import numpy as np
+
+    from SaliencyTrustLib.io import iter_cohort, prepare_cohort
+    from SaliencyTrustLib.io.synth import write_synthetic_cohort
+
+    write_synthetic_cohort(tmp_path / "cxr", n=2, seed=4, kind="cxr", write_seg=False)
+    images = tmp_path / "images"
+    images.mkdir()
+    ids = [".", "case one"]
+    for index, case_id in enumerate(ids):
+        source = tmp_path / "cxr" / "dicom" / f"cxr-4-{index:04d}" / "CR0000.dcm"
+        (images / f"{case_id}.dcm").write_bytes(source.read_bytes())
+    (tmp_path / "labels.csv").write_text("patientId,x,y,width,height,Target\n.,10,10,20,20,1\n"
+                                         "case one,,,,,0\n")
+    summary = prepare_cohort(tmp_path / "out", images, rsna=tmp_path / "labels.csv")
+    assert summary["n"] == 2 and summary["skipped"] == 0
+    names = sorted(p.name for p in (tmp_path / "out" / "nifti").iterdir())
+    assert names == sorted(f"{safe_name(c)}.nii.gz" for c in ids)
+    assert all(not n.startswith(".") and " " not in n for n in names)
+    datalist = json.loads((tmp_path / "out" / "datalist.json").read_text())
+    assert {i["case_id"] for part in ("training", "validation", "test") for i in datalist[part]} == set(ids)
+    cases = {c.case_id: c for c in iter_cohort(tmp_path / "out")}
+    assert set(cases) == set(ids) and cases["."].mask.sum() == 400 and not cases["case one"].mask.any()
+    assert np.isfinite(cases["."].image.array).all()

@@ -74,7 +74,6 @@ def _instrumented_packages(argv) -> list:
 
 # Imported inside the block so that their code is instrumented (coverage guides the mutations).
 with atheris.instrument_imports(include=_instrumented_packages(sys.argv) or ["SaliencyTrustLib"]):
-    import numpy as np
     import highdicom.seg  # noqa: F401
     import highdicom.sr  # noqa: F401
     import pydicom.pixels  # noqa: F401

@@ -8,7 +8,6 @@ wrong result (an all-NaN image, a (1, 224, 1) image, a 23-voxel mask instead of 
 
 from __future__ import annotations
 
-import io
 import struct
 import sys
 import warnings

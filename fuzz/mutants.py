@@ -6,11 +6,11 @@ each made the same way every run: truncations, byte flips, and header edits (wro
 ``RescaleSlope`` NaN, a window of width 0, garbage in a position...), plus structure edits of
 SEG and RTSTRUCT objects.
 
-``python fuzz/mutants.py [--limit-kb 64] [--report FILE]`` mutates the pydicom test files (the
+``python fuzz/mutants.py [--limit-kb 64] [--timeout 30] [--report FILE]`` mutates the pydicom test files (the
 ``pydicom.data`` files and those of ``pydicom-data``) of at most ``--limit-kb`` and the seed corpus,
 reads each mutant with ``read_image`` (ground-truth objects with ``read_ground_truth`` against the
 fuzz references) and prints the outcome counts; exit status 1 when any outcome breaks the contract
-(see ``fuzz_readers.py``). ``Testing/io/test_io_robust_input.py`` runs the same over a subset.
+(see ``fuzz_readers.py``) or a read takes longer than ``--timeout`` seconds (a hang). ``Testing/io/test_io_robust_input.py`` runs the same over a subset.
 """
 
 from __future__ import annotations
@@ -255,14 +255,30 @@ def source_files(limit_kb: float = 64) -> List[Path]:
     return sorted(set(files), key=lambda f: f.name) + sorted((HERE / "corpus").glob("*.dcm"))
 
 
-def classify(read: Callable, check: Callable) -> Tuple[str, str]:
-    """``("ok" | "InputError" | "finding", detail)`` of one read (see ``fuzz_readers.py``)."""
+class ReadTimeout(BaseException):
+    """A read that took longer than the sweep's limit (a hang is a finding too)."""
+
+
+def _on_alarm(signum, frame):
+    raise ReadTimeout()
+
+
+def classify(read: Callable, check: Callable, seconds: float = 0) -> Tuple[str, str]:
+    """``("ok" | "InputError" | "finding", detail)`` of one read (see ``fuzz_readers.py``);
+    with ``seconds`` > 0 (Unix), a read still running after that long is a finding."""
+    import signal
+
     from SaliencyTrustLib.io import InputError
 
+    if seconds > 0:
+        signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = read()
+    except ReadTimeout:
+        return "finding", f"still reading after {seconds:g} s"
     except InputError as error:
         if getattr(error, "unexpected", False):
             return "finding", f"unexpected: {error.reason[:160]}"
@@ -272,12 +288,16 @@ def classify(read: Callable, check: Callable) -> Tuple[str, str]:
     except BaseException as error:  # noqa: BLE001 - every other type is a finding
         frame = traceback.extract_tb(error.__traceback__)[-1]
         return "finding", f"{type(error).__name__} @ {Path(frame.filename).name}:{frame.lineno}: {str(error)[:120]}"
+    finally:
+        if seconds > 0:
+            signal.setitimer(signal.ITIMER_REAL, 0)
     problem = check(result)
     return ("finding", problem) if problem else ("ok", "")
 
 
-def run(sources: List[Path], workdir: Path) -> Dict[str, object]:
-    """Read every mutant of ``sources``; returns counts and the findings."""
+def run(sources: List[Path], workdir: Path, seconds: float = 0) -> Dict[str, object]:
+    """Read every mutant of ``sources`` (each read limited to ``seconds`` when > 0); returns the
+    outcome counts and the findings."""
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
     from contract import check_image, check_mask
@@ -297,12 +317,12 @@ def run(sources: List[Path], workdir: Path) -> Dict[str, object]:
             if _modality(data) in GROUND_TRUTH_MODALITIES:
                 for reference in references:
                     outcome, detail = classify(lambda: read_ground_truth(path, reference),
-                                               lambda mask: check_mask(mask, reference))
+                                               lambda mask: check_mask(mask, reference), seconds)
                     counts[outcome] += 1
                     if outcome == "finding":
                         findings.append(f"{source.name} {name} (ground truth): {detail}")
             else:
-                outcome, detail = classify(lambda: read_image(path), check_image)
+                outcome, detail = classify(lambda: read_image(path), check_image, seconds)
                 counts[outcome] += 1
                 if outcome == "finding":
                     findings.append(f"{source.name} {name}: {detail}")
@@ -316,9 +336,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit-kb", type=float, default=64)
     parser.add_argument("--report", type=Path)
+    parser.add_argument("--timeout", type=float, default=30,
+                        help="seconds one read may take before it counts as a finding (a hang)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mutants-") as workdir:
-        result = run(source_files(args.limit_kb), Path(workdir))
+        result = run(source_files(args.limit_kb), Path(workdir), args.timeout)
     print(json.dumps({k: v for k, v in result.items() if k != "findings"}))
     for finding in result["findings"]:
         print("FINDING", finding)

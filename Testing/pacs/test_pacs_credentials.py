@@ -120,3 +120,18 @@ def test_bearer_token_from_argument_or_environment_is_sent_and_never_shown(monke
 def test_a_password_without_a_user_name_is_refused():
     with pytest.raises(ValueError, match="password was given without a user name"):
         DicomWebStore("http://127.0.0.1:9/dicom-web", password=PASSWORD)
+
+
+def test_a_broken_netrc_is_named_when_given_and_ignored_when_it_is_the_default(tmp_path, monkeypatch):
+    from SaliencyTrustLib.io import InputError
+
+    broken = tmp_path / "netrc"
+    broken.write_text(f"machine 127.0.0.1 login {USER} password {PASSWORD} bogus\n")
+    broken.chmod(0o600)
+    with pytest.raises(InputError, match="is not a readable netrc file") as error:
+        DicomWebStore("http://127.0.0.1:9/dicom-web", netrc_file=broken)
+    assert PASSWORD not in _full_text(error.value)
+    with pytest.raises(InputError, match="does not exist"):
+        DicomWebStore("http://127.0.0.1:9/dicom-web", netrc_file=tmp_path / "missing")
+    monkeypatch.setenv("NETRC", str(broken))     # the default file: other tools' business
+    assert DicomWebStore("http://127.0.0.1:9/dicom-web").auth is None

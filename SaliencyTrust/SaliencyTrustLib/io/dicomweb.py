@@ -112,6 +112,8 @@ def _netrc_credentials(host: str, netrc_file: Optional[Union[str, os.PathLike]])
     try:
         entry = netrc.netrc(path).authenticators(host)
     except (netrc.NetrcParseError, OSError) as error:
+        if not netrc_file:   # the default file may serve other tools: ignored, as requests does
+            return None
         # The parse error quotes the offending line, which may hold a password: not repeated.
         raise InputError(path, f"is not a readable netrc file ({type(error).__name__} at line "
                          f"{getattr(error, 'lineno', '?')}).", "Fix its syntax: "

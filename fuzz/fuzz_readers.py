@@ -16,7 +16,8 @@ Usage, from the repository root (``-runs``, ``-seed``, ``-max_total_time`` ... a
 Options of the harness itself (taken out of the command line before libFuzzer sees it):
 
 ``--reader image|ground_truth|both`` (default both), ``--report FILE`` (JSON tally, rewritten as the
-run goes: libFuzzer ends the process without running Python's exit handlers), ``--instrument
+run goes: libFuzzer ends the process without running Python's exit handlers; the first inputs of
+each finding are kept whole in ``FILE``'s folder, under ``<FILE stem>-findings/``), ``--instrument
 PKG,PKG`` (packages instrumented for coverage; default ``SaliencyTrustLib,pydicom,highdicom``;
 the CI test uses ``SaliencyTrustLib`` alone to start fast),
 ``--stop-on-finding`` (re-raise the first finding, so libFuzzer writes ``crash-<sha1>``; by default
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import hashlib
 import json
 import os
 import shutil
@@ -83,7 +85,7 @@ with atheris.instrument_imports(include=_instrumented_packages(sys.argv) or ["Sa
 
 from contract import check_image, check_mask, sniff_suffix  # noqa: E402
 
-FINDING_EXAMPLES = 3        # inputs kept per finding site in the report (hex of the first bytes)
+FINDING_EXAMPLES = 3        # inputs kept per finding site (files beside the report, tracebacks)
 
 
 class Tally:
@@ -91,17 +93,24 @@ class Tally:
 
     def __init__(self, report: Path | None) -> None:
         self.report = report
+        # the first inputs of each finding site, whole, so that a finding can be replayed
+        self.kept = None if report is None else report.with_name(report.stem + "-findings")
         self.runs = 0
         self.outcomes = collections.Counter()
         self.sites: dict = {}
         self.started = time.monotonic()
 
-    def finding(self, reader: str, site: str, message: str, data: bytes) -> None:
-        entry = self.sites.setdefault(f"{reader}: {site}", {"count": 0, "messages": [], "inputs": []})
+    def finding(self, reader: str, site: str, message: str, data: bytes, trace: str = "") -> None:
+        entry = self.sites.setdefault(f"{reader}: {site}", {"count": 0, "messages": [], "inputs": [],
+                                                            "trace": trace})
         entry["count"] += 1
         if len(entry["inputs"]) < FINDING_EXAMPLES:
             entry["messages"].append(message)
-            entry["inputs"].append(data[:64].hex())
+            name = f"{hashlib.sha1(data).hexdigest()[:16]}{sniff_suffix(data)}"
+            if self.kept is not None:
+                self.kept.mkdir(exist_ok=True)
+                (self.kept / name).write_bytes(data)
+            entry["inputs"].append(name)
         self.outcomes[f"{reader}:finding"] += 1
         if entry["count"] == 1:
             print(f"\nFINDING {reader}: {site}: {message}", file=sys.stderr, flush=True)
@@ -120,12 +129,13 @@ class Tally:
 
 
 def _site(error: BaseException) -> tuple:
-    """(``Type @ file:line`` of the innermost frame, the message's first line): findings are
-    grouped by the first, the second is kept as an example."""
-    frame = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
-    where = f" @ {Path(frame.filename).name}:{frame.lineno}" if frame else ""
+    """(``Type @ file:line`` of the innermost frame, the message's first line, the last frames
+    of the traceback): findings are grouped by the first; the others are kept as examples."""
+    frames = traceback.extract_tb(error.__traceback__) if error.__traceback__ else []
+    where = f" @ {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
     lines = str(error).splitlines()
-    return f"{type(error).__name__}{where}", (lines[0][:200] if lines else "")
+    trace = "".join(traceback.format_list(frames[-8:]))
+    return f"{type(error).__name__}{where}", (lines[0][:200] if lines else ""), trace
 
 
 def make_target(readers, references, workdir: Path, tally: Tally, stop_on_finding: bool, runs: int):
@@ -136,7 +146,10 @@ def make_target(readers, references, workdir: Path, tally: Tally, stop_on_findin
                 result = call()
         except InputError as error:
             if error.unexpected:   # the readers' last line of defence caught it: still a bug
-                tally.finding(reader, *_site(error.__cause__ or error), data)
+                site, message, trace = _site(error.__cause__ or error)
+                tally.finding(reader, site, message, data, trace)
+                if stop_on_finding:
+                    raise
             elif not str(error):
                 tally.finding(reader, "InputError with an empty message", "", data)
             else:
@@ -146,7 +159,8 @@ def make_target(readers, references, workdir: Path, tally: Tally, stop_on_findin
             raise
         except BaseException as error:  # noqa: BLE001 - every other type is a finding, even a
             # BaseException: a Rust decoder's panic reaches Python as pyo3's PanicException.
-            tally.finding(reader, *_site(error), data)
+            site, message, trace = _site(error)
+            tally.finding(reader, site, message, data, trace)
             if stop_on_finding:
                 raise
             return

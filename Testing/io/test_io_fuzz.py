@@ -92,3 +92,6 @@ def test_the_harness_counts_other_exceptions_unexpected_errors_and_broken_contra
     assert sites["image: contract broken"]["messages"] == ["image with NaN or inf voxels"]
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["findings"] == 3 and report["outcomes"]["image:InputError"] == 1
+    kept = {name for site in report["sites"].values() for name in site["inputs"]}
+    assert kept and all((tmp_path / "report-findings" / name).read_bytes() == b"\x00" * 200 for name in kept)
+    assert any(", in boom" in site["trace"] for site in report["sites"].values())

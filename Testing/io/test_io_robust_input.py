@@ -8,6 +8,7 @@ wrong result (an all-NaN image, a (1, 224, 1) image, a 23-voxel mask instead of 
 
 from __future__ import annotations
 
+import os
 import struct
 import sys
 import warnings
@@ -209,6 +210,15 @@ def test_pixel_data_removed_is_named(tmp_path):
         read_image(tmp_path / "nopixels.dcm")
 
 
+def _write(data: bytes) -> Path:
+    import tempfile
+
+    handle, name = tempfile.mkstemp(suffix=".dcm")
+    os.close(handle)
+    Path(name).write_bytes(data)
+    return Path(name)
+
+
 def _patch_vr(data: bytes, tag: bytes, vr: bytes) -> bytes:
     """Replace the VR of the explicit-VR element ``tag`` (4 bytes, little endian)."""
     index = data.index(tag, 132)
@@ -229,6 +239,24 @@ def test_an_element_with_an_unknown_vr_names_its_tag_and_a_private_one_is_droppe
     with pytest.warns(InputWarning, match=r"\(0009,1001\) cannot be parsed.*private element was ignored"):
         volume = read_image(tmp_path / "private.dcm")
     np.testing.assert_array_equal(volume.array, read_image(get_testdata_file("MR_small.dcm")).array)
+
+
+def test_a_transfer_syntax_read_with_a_mangled_vr_is_still_used():
+    """Found by the 20,000-run fuzz: a Transfer Syntax UID element whose VR reads DS raised
+    ValueError when the checked UID was set back on it."""
+    data = (FUZZ / "corpus" / "cr_jpegls.dcm").read_bytes()
+    index = data.index(b"\x02\x00\x10\x00UI")
+    path = _write(data[:index + 4] + b"DS" + data[index + 6:])
+    outcome = _outcome(lambda: read_image(path), check_image)
+    assert outcome == "ok", outcome       # the UID is one pydicom knows: only its VR was mangled
+    np.testing.assert_array_equal(read_image(path).array, read_image(FUZZ / "corpus" / "cr_jpegls.dcm").array)
+    sop_class = data.index(b"\x02\x00\x02\x00UI")    # 26 bytes are not 8-byte values
+    path.write_bytes(data[:sop_class + 4] + b"FD" + data[sop_class + 6:])
+    with pytest.warns(InputWarning, match=r"element \(0002,0002\) MediaStorageSOPClassUID cannot be "
+                                          r"parsed .*this element was ignored"):
+        volume = read_image(path)     # the readers use nothing of the meta group but the syntax
+    np.testing.assert_array_equal(volume.array, read_image(FUZZ / "corpus" / "cr_jpegls.dcm").array)
+    path.unlink()
 
 
 def test_a_corrupt_rle_stream_that_makes_the_rust_decoder_panic_is_an_input_error(tmp_path):

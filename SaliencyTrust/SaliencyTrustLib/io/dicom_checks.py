@@ -2,10 +2,12 @@
 
 :func:`SaliencyTrustLib.io.dicom_read.read_dataset` calls, in order:
 
-1. :func:`parse_elements`: every element, in nested sequences too, is parsed once, so a damaged
-   element (unknown VR, a value whose length does not fit its VR, bytes that are not text in the
-   character set) is found here rather than wherever it would be read first. A damaged *private*
-   element is dropped with a warning (nothing reads it); a damaged standard element is an error.
+1. :func:`parse_elements`: every element of the file meta group and of the data set, in nested
+   sequences too, is parsed once, so a damaged element (unknown VR, a value whose length does not
+   fit its VR, bytes that are not text in the character set) is found here rather than wherever it
+   would be read first. A damaged *private* element, or a damaged meta element other than the
+   Transfer Syntax UID, is dropped with a warning (nothing reads it); a damaged standard element
+   of the data set is an error.
 2. :func:`check_transfer_syntax`: the Transfer Syntax UID is one known UID; a missing one is taken
    from how the file parsed when the pixel data is native; compressed pixel data must be
    encapsulated and native pixel data must not be.
@@ -75,11 +77,13 @@ def _tag_name(element_or_tag) -> str:
 
 
 def parse_elements(dataset, path: Optional[PathLike], dropped: Optional[List[str]] = None,
-                   _where: str = "") -> None:
+                   _where: str = "", file_meta: bool = False) -> None:
     """Parse every element of ``dataset`` (sequences recursively) once.
 
     Damaged private elements are deleted; a sentence for each is appended to ``dropped`` (the
-    caller warns: pydicom's own warnings are usually silenced around this call).
+    caller warns: pydicom's own warnings are usually silenced around this call). With
+    ``file_meta=True`` (the file meta group) every damaged element but the Transfer Syntax UID
+    is deleted the same way: the readers use nothing else of that group.
 
     Raises:
         InputError: a standard element cannot be parsed (the tag and pydicom's reason named).
@@ -93,9 +97,11 @@ def parse_elements(dataset, path: Optional[PathLike], dropped: Optional[List[str
             # UnicodeDecodeError, struct.error ...); each becomes one error naming the element.
             name = f"{_where}{_tag_name(tag)}"
             reason = f"element {name} cannot be parsed ({type(error).__name__}: {error})"
-            if getattr(tag, "is_private", False) or (int(tag) >> 16) % 2 == 1:
+            private = (int(tag) >> 16) % 2 == 1
+            if private or (file_meta and int(tag) != 0x00020010):
                 if dropped is not None:
-                    dropped.append(f"{path}: {reason}; this private element was ignored.")
+                    dropped.append(f"{path}: {reason}; this {'private ' if private else ''}element was "
+                                   "ignored.")
                 del dataset[tag]
                 continue
             raise InputError(path, reason + ".", _RE_EXPORT) from error
@@ -196,6 +202,7 @@ def check_transfer_syntax(dataset, path: Optional[PathLike], messages: Optional[
         InputError: a syntax that is not one UID pydicom knows, compressed pixel data with no
             syntax, or a syntax that contradicts the pixel data's encoding.
     """
+    from pydicom.dataelem import DataElement
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import (UID, ExplicitVRBigEndian, ExplicitVRLittleEndian,
                              ImplicitVRLittleEndian)
@@ -217,7 +224,7 @@ def check_transfer_syntax(dataset, path: Optional[PathLike], messages: Optional[
                   ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
         if meta is None:
             dataset.file_meta = meta = FileMetaDataset()
-        meta.TransferSyntaxUID = syntax
+        meta["TransferSyntaxUID"] = DataElement(0x00020010, "UI", syntax)
         text = (f"{path}: has no Transfer Syntax UID; read as {syntax.name}, the encoding its "
                 "elements were parsed with.")
         if messages is not None:
@@ -235,7 +242,8 @@ def check_transfer_syntax(dataset, path: Optional[PathLike], messages: Optional[
                          "Convert the file to a standard syntax with the tool that wrote it, or "
                          "re-export it uncompressed (Explicit VR Little Endian).")
     syntax = UID(text)
-    meta.TransferSyntaxUID = syntax
+    # A new element: the value is set whatever VR the file gave it (a VR of DS would not take it).
+    meta["TransferSyntaxUID"] = DataElement(0x00020010, "UI", syntax)
     if keyword == "PixelData" and syntax.is_encapsulated != encapsulated:
         raise InputError(path, f"declares the transfer syntax {syntax} ({syntax.name}) but its pixel "
                          f"data is {'compressed (encapsulated)' if encapsulated else 'not compressed'}: "

@@ -147,6 +147,9 @@ def read_dataset(path: PathLike, stop_before_pixels: bool = False, force: bool =
     dropped: List[str] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # pydicom's own warnings about odd values: checked later
+        meta = getattr(dataset, "file_meta", None)
+        if meta is not None:   # its elements are parsed lazily too
+            parse_elements(meta, path, dropped, file_meta=True)
         parse_elements(dataset, path, dropped)
     for text in dropped:
         warnings.warn(text, InputWarning, stacklevel=2)

@@ -48,7 +48,25 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    return int(importlib.import_module(args._module).run(args) or 0)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except _bad_input_errors() as error:
+        # bad input (a file, a folder, a server, an option) is one line naming it and the fix;
+        # anything else is a bug and keeps its traceback
+        from .io.dicomweb import mask_url
+
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"saliency-trust {args.command}: {mask_url(message)}", file=sys.stderr)
+        return 2
+
+
+def _bad_input_errors() -> tuple:
+    """The exception types that mean bad input, not a bug (imported lazily: they pull no torch)."""
+    from .cohort.fingerprint import ConfigurationChangedError
+    from .io.dicomweb import DicomWebError
+    from .io.errors import InputError
+
+    return (InputError, DicomWebError, ConfigurationChangedError, OSError, ValueError)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -62,16 +62,20 @@ def _fetch_dicomweb(cohort: Cohort, uid: str, cache_dir: Path) -> str:
     reads half a study.
     """
     from ..io import DicomWebStore
+    from ..io.dicomweb import mask_url
+    from ..io.safe_paths import child_path, remove_child, validate_uid
 
-    target = cache_dir / "dicomweb" / uid
+    # a UID the server listed becomes a folder name: checked, and kept inside the cache
+    uid = validate_uid(uid, "StudyInstanceUID", source=mask_url(cohort.dicomweb_url))
+    root = cache_dir / "dicomweb"
+    target = child_path(root, uid)
     if not target.is_dir():
-        partial = cache_dir / "dicomweb" / f".partial-{uid}"
-        import shutil
-
-        shutil.rmtree(partial, ignore_errors=True)
+        name = f".partial-{uid}"
+        remove_child(root, name)
+        partial = child_path(root, name)
         DicomWebStore(cohort.dicomweb_url).pull_study(uid, partial)
-        (partial / uid).rename(target)
-        shutil.rmtree(partial, ignore_errors=True)
+        child_path(partial, uid).rename(target)
+        remove_child(root, name)
     series = sorted(p for p in target.iterdir() if p.is_dir())
     return str(series[0] if len(series) == 1 else target)
 

@@ -189,7 +189,9 @@ def load_dicomweb(url: str) -> Cohort:
     studies = [StudyRef(uid, f"dicomweb:{uid}",
                         aliases=tuple(str(found[uid][k]) for k in ("PatientID", "AccessionNumber") if found[uid].get(k)))
                for uid in sorted(found)]
-    return Cohort(studies, source=f"DICOMweb {url}", dicomweb_url=url)
+    from ..io.dicomweb import mask_url
+
+    return Cohort(studies, source=f"DICOMweb {mask_url(url)}", dicomweb_url=url)
 
 
 def load_cohort(cohort: str, ground_truth: Optional[PathLike] = None, labels: Optional[PathLike] = None,

@@ -241,9 +241,11 @@ def prepare_cohort(out_dir: PathLike, images_dir: PathLike, *, rsna: Optional[Pa
 
     Args:
         out_dir: output folder: ``nifti/<id>.nii.gz`` (the display values :func:`read_image`
-            gives, in [0, 1], stored as ``dtype``), ``masks/<id>.nii.gz`` (uint8 boxes / RLE masks at the
-            image's resolution), ``labels.csv``, ``datalist.json`` (``dicom`` points at the original
-            file), ``skipped.json`` (cases that could not be read, with the reason).
+            gives, in [0, 1], stored as ``dtype``; ``<id>`` is the CSV's id when it is a plain file
+            name, else :func:`~SaliencyTrustLib.io.safe_paths.safe_name` of it), ``masks/<id>.nii.gz``
+            (uint8 boxes / RLE masks at the image's resolution), ``labels.csv``, ``datalist.json``
+            (``dicom`` points at the original file), ``skipped.json`` (cases that could not be
+            read, with the reason).
         images_dir: folder of the DICOM files (searched recursively; file stem = RSNA ``patientId`` /
             SIIM ``ImageId``).
         rsna: ``stage_2_train_labels.csv`` (``patientId,x,y,width,height,Target``).
@@ -263,6 +265,7 @@ def prepare_cohort(out_dir: PathLike, images_dir: PathLike, *, rsna: Optional[Pa
     """
     from .dicom_read import read_image
     from .ground_truth import boxes_to_mask, read_rsna_boxes, read_siim_rle, siim_mask
+    from .safe_paths import child_path, safe_name
     from .synth import split_case_ids
     from .volumes import save_volume
 
@@ -303,9 +306,11 @@ def prepare_cohort(out_dir: PathLike, images_dir: PathLike, *, rsna: Optional[Pa
 
                     mask = resize(mask[0].astype(np.float32), (size, size), order=0, anti_aliasing=False,
                                   preserve_range=True)[np.newaxis] > 0.5
-            save_volume(image.with_array(_encode(image.array, dtype)), out / "nifti" / f"{case_id}.nii.gz")
+            # The id comes from the CSV: a plain name for the files (safe_name), kept inside out/.
+            name = f"{safe_name(case_id)}.nii.gz"
+            save_volume(image.with_array(_encode(image.array, dtype)), child_path(out / "nifti", name))
             save_volume(image.with_array(np.asarray(mask, np.uint8).reshape(image.shape)),
-                        out / "masks" / f"{case_id}.nii.gz")
+                        child_path(out / "masks", name))
         except InputError as error:
             skipped.append(CaseError(case_id, error.path, error.reason, error.fix).to_dict())
             continue
@@ -316,7 +321,8 @@ def prepare_cohort(out_dir: PathLike, images_dir: PathLike, *, rsna: Optional[Pa
         "description": f"{'RSNA Pneumonia' if rsna is not None else 'SIIM-ACR Pneumothorax'} prepared "
                        f"by saliency-trust prepare from {csv_path.name}",
         "seed": seed,
-        **{part: [{"image": f"nifti/{c}.nii.gz", "label": labels[c], "mask": f"masks/{c}.nii.gz",
+        **{part: [{"image": f"nifti/{safe_name(c)}.nii.gz", "label": labels[c],
+                   "mask": f"masks/{safe_name(c)}.nii.gz",
                    "dicom": os.path.relpath(dicoms[c], out), "case_id": c} for c in ids]
            for part, ids in split.items()},
     }

@@ -59,6 +59,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from ..image import ImageVolume
+from .dicom_checks import check_lut, check_pixel_module, number, numbers
 from .errors import InputError, InputWarning
 
 PathLike = Union[str, os.PathLike]
@@ -100,14 +101,28 @@ def _is_dicom_file(path: Path) -> bool:
     return len(preamble) == 132 and preamble[128:132] == b"DICM"
 
 
-def read_dataset(path: PathLike, stop_before_pixels: bool = False, force: bool = False):
-    """``pydicom.dcmread`` with errors turned into :class:`InputError` (not DICOM, corrupt, truncated).
+def read_dataset(path: PathLike, stop_before_pixels: bool = False, force: bool = False,
+                 messages: Optional[List[str]] = None, check_pixels: bool = True):
+    """``pydicom.dcmread`` plus the checks of :mod:`~SaliencyTrustLib.io.dicom_checks`, with every
+    problem as one :class:`InputError` (not DICOM, corrupt, truncated, inconsistent header).
 
-    ``force=True`` also reads files without the Part 10 preamble (old exports); such a file must
-    still hold a SOPClassUID to count as DICOM.
+    Every element is parsed (damaged private elements dropped with a warning), the transfer
+    syntax made one known UID, and, when the pixel data is read, the Image Pixel attributes
+    checked against each other and against the pixel data's length.
+
+    Args:
+        path: the file.
+        stop_before_pixels: read the header only (no pixel checks).
+        force: also read files without the Part 10 preamble (old exports); such a file must
+            still hold a SOPClassUID to count as DICOM.
+        messages: a list that receives the text of each warning given.
+        check_pixels: run :func:`~SaliencyTrustLib.io.dicom_checks.check_pixel_module` (when the
+            pixel data is read); False leaves it to the caller (to first tell what the object is).
     """
     import pydicom
     from pydicom.errors import InvalidDicomError
+
+    from .dicom_checks import check_transfer_syntax, parse_elements
 
     path = Path(path)
     if not path.exists():
@@ -129,35 +144,21 @@ def read_dataset(path: PathLike, stop_before_pixels: bool = False, force: bool =
         raise InputError(path, f"is corrupt or truncated: pydicom could not parse it "
                          f"({type(error).__name__}: {error}).",
                          "Re-export or re-transfer the file from its source (PACS, scanner).") from error
-    syntax = getattr(getattr(dataset, "file_meta", None), "get", lambda _: None)("TransferSyntaxUID")
-    if syntax is not None and not syntax.is_transfer_syntax:
-        raise InputError(path, f"declares the transfer syntax {syntax}, which is not a transfer syntax "
-                         "pydicom knows (a private or mistyped UID): its pixel data cannot be decoded.",
-                         "Convert the file to a standard syntax with the tool that wrote it, or re-export "
-                         "it uncompressed (Explicit VR Little Endian).")
-    if not stop_before_pixels and "PixelData" in dataset:
-        # A truncated file often parses (pydicom stops at the end) but its pixel data is short.
-        expected = _expected_native_length(dataset)
-        actual = len(dataset.PixelData) if dataset["PixelData"].value is not None else 0
-        if expected is not None and actual < expected:
-            raise InputError(path, f"is truncated: its pixel data holds {actual} bytes but "
-                             f"{dataset.get('Rows')}x{dataset.get('Columns')}x"
-                             f"{dataset.get('NumberOfFrames', 1)} frames need {expected}.",
-                             "Re-export or re-transfer the file from its source (PACS, scanner).")
+    dropped: List[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # pydicom's own warnings about odd values: checked later
+        meta = getattr(dataset, "file_meta", None)
+        if meta is not None:   # its elements are parsed lazily too
+            parse_elements(meta, path, dropped, file_meta=True)
+        parse_elements(dataset, path, dropped)
+    for text in dropped:
+        warnings.warn(text, InputWarning, stacklevel=2)
+        if messages is not None:
+            messages.append(text)
+    check_transfer_syntax(dataset, path, messages)
+    if check_pixels and not stop_before_pixels:
+        check_pixel_module(dataset, path, messages)
     return dataset
-
-
-def _expected_native_length(dataset) -> Optional[int]:
-    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
-    if syntax is None or getattr(syntax, "is_compressed", True):
-        return None
-    try:
-        frames = int(dataset.get("NumberOfFrames", 1) or 1)
-        bits = int(dataset.BitsAllocated)
-        count = int(dataset.Rows) * int(dataset.Columns) * frames * int(dataset.get("SamplesPerPixel", 1))
-    except (AttributeError, TypeError, ValueError):
-        return None
-    return (count * bits + 7) // 8
 
 
 def _non_image_kind(dataset, check_pixels: bool = True) -> Optional[str]:
@@ -281,77 +282,97 @@ def _functional_group(dataset, frame_index: int, keyword: str):
     return None
 
 
-def _floats(value, count: int) -> Optional[np.ndarray]:
-    if value is None:
+def _floats(item, keyword: str, count: int, path: Path, where: str = "") -> Optional[np.ndarray]:
+    """A fixed-count numeric attribute (a position, an orientation, a spacing), or None if absent.
+
+    A spacing of 0 or less (seen in the wild) means "unknown": None. A value that is present but
+    not ``count`` finite numbers is an :class:`InputError` (read as absent, it would silently give
+    the image another geometry).
+    """
+    values = numbers(item, keyword, path, float, count=count, where=where)
+    if values is None:
         return None
-    try:
-        array = np.asarray([float(v) for v in value], dtype=float)
-    except (TypeError, ValueError):
+    array = np.asarray(values, dtype=float)
+    if count == 2 and np.any(array <= 0):
         return None
-    if array.size != count or not np.all(np.isfinite(array)):
-        return None
-    if count == 2 and np.any(array <= 0):  # a spacing of 0 (seen in the wild) means "unknown"
-        return None
+    if count == 6 and not (np.isclose(np.linalg.norm(array[:3]), 1, atol=1e-2)
+                           and np.isclose(np.linalg.norm(array[3:]), 1, atol=1e-2)
+                           and abs(float(array[:3] @ array[3:])) < 1e-2):
+        raise InputError(path, f"{where}ImageOrientationPatient {values} is not two orthogonal unit "
+                         "vectors.", "Correct the orientation in the file, or re-export it.")
     return array
 
 
-def _first(value):
-    """The first value of a possibly multi-valued attribute (``WindowCenter`` may hold several)."""
-    from pydicom.multival import MultiValue
-
-    if isinstance(value, (MultiValue, list, tuple)):
-        return value[0] if len(value) else None
-    return value
-
-
-def _window_of(item) -> Optional[tuple]:
+def _window_of(item, path: Path, where: str = "") -> Optional[tuple]:
+    """``(center, width, function)`` of the first window of ``item``, or None when it has none."""
     if item is None or "WindowCenter" not in item or "WindowWidth" not in item:
         return None
-    center, width = _first(item.WindowCenter), _first(item.WindowWidth)
+    center = number(item, "WindowCenter", path, default=None, where=where, first=True)
+    width = number(item, "WindowWidth", path, default=None, where=where, first=True)
     if center is None or width is None:
         return None
-    return float(center), float(width), str(item.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
+    function = str(item.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
+    return center, width, function     # apply_window takes an unknown function as LINEAR
 
 
-def _frames_of(dataset, path: Path) -> List[_Frame]:
-    frames_in_object = int(dataset.get("NumberOfFrames", 1) or 1)
+def _rescale(item, path: Path, messages: List[str], where: str = "") -> tuple:
+    """``(slope, intercept)`` of ``item`` (defaults 1 and 0). A slope of 0 (written by some
+    devices for "unset") is read as 1 with a warning, as dcm2niix does: taken literally it would
+    make every pixel the intercept."""
+    slope = number(item, "RescaleSlope", path, default=1.0, where=where)
+    intercept = number(item, "RescaleIntercept", path, default=0.0, where=where)
+    if slope == 0:
+        _warn(messages, path, f"{where}RescaleSlope is 0; read as 1.")
+        slope = 1.0
+    return slope, intercept
+
+
+def _frames_of(dataset, path: Path, messages: List[str]) -> List[_Frame]:
+    frames_in_object = number(dataset, "NumberOfFrames", path, int, default=1)
     is_multiframe = "NumberOfFrames" in dataset and (
         frames_in_object > 1 or "PerFrameFunctionalGroupsSequence" in dataset)
+    for keyword in ("ModalityLUTSequence", "VOILUTSequence"):
+        if dataset.get(keyword):
+            check_lut(dataset[keyword][0], keyword, path)
     if not is_multiframe:
         return [_Frame(dataset, path, None,
-                       _floats(dataset.get("ImagePositionPatient"), 3),
-                       _floats(dataset.get("ImageOrientationPatient"), 6),
-                       _floats(dataset.get("PixelSpacing"), 2),
-                       float(dataset.get("RescaleSlope", 1.0) or 1.0),
-                       float(dataset.get("RescaleIntercept", 0.0) or 0.0),
-                       _window_of(dataset))]
+                       _floats(dataset, "ImagePositionPatient", 3, path),
+                       _floats(dataset, "ImageOrientationPatient", 6, path),
+                       _floats(dataset, "PixelSpacing", 2, path),
+                       *_rescale(dataset, path, messages),
+                       _window_of(dataset, path))]
     frames = []
-    offsets = dataset.get("GridFrameOffsetVector")  # RT Dose: positions along the normal
+    offsets = numbers(dataset, "GridFrameOffsetVector", path)  # RT Dose: positions along the normal
+    if offsets is not None and len(offsets) != frames_in_object:
+        raise InputError(path, f"has {len(offsets)} GridFrameOffsetVector values for "
+                         f"{frames_in_object} frames.", "Re-export the dose grid from its source.")
+    base_position = _floats(dataset, "ImagePositionPatient", 3, path)
+    base_orientation = _floats(dataset, "ImageOrientationPatient", 6, path)
+    base_spacing = _floats(dataset, "PixelSpacing", 2, path)
+    base_rescale = _rescale(dataset, path, messages)
+    base_window = _window_of(dataset, path)
+    dose_scaling = number(dataset, "DoseGridScaling", path, default=1.0)
     for index in range(frames_in_object):
+        where = f"frame {index + 1}: "
         position = _functional_group(dataset, index, "PlanePositionSequence")
         orientation = _functional_group(dataset, index, "PlaneOrientationSequence")
         measures = _functional_group(dataset, index, "PixelMeasuresSequence")
         transform = _functional_group(dataset, index, "PixelValueTransformationSequence")
         voi = _functional_group(dataset, index, "FrameVOILUTSequence")
-        position_lps = _floats(position.get("ImagePositionPatient") if position else None, 3)
-        orientation_cosines = _floats(orientation.get("ImageOrientationPatient") if orientation else None, 6)
-        spacing = _floats(measures.get("PixelSpacing") if measures else None, 2)
+        position_lps = _floats(position, "ImagePositionPatient", 3, path, where)
+        orientation_cosines = _floats(orientation, "ImageOrientationPatient", 6, path, where)
+        spacing = _floats(measures, "PixelSpacing", 2, path, where)
         if position_lps is None and orientation_cosines is None:
-            base_position = _floats(dataset.get("ImagePositionPatient"), 3)
-            orientation_cosines = _floats(dataset.get("ImageOrientationPatient"), 6)
+            orientation_cosines = base_orientation
             if base_position is not None and orientation_cosines is not None and offsets is not None:
                 normal = np.cross(orientation_cosines[:3], orientation_cosines[3:])
-                position_lps = base_position + float(offsets[index]) * normal
+                position_lps = base_position + offsets[index] * normal
         if spacing is None:
-            spacing = _floats(dataset.get("PixelSpacing"), 2)
-        slope = float(transform.get("RescaleSlope", 1.0)) if transform else \
-            float(dataset.get("RescaleSlope", 1.0) or 1.0)
-        intercept = float(transform.get("RescaleIntercept", 0.0)) if transform else \
-            float(dataset.get("RescaleIntercept", 0.0) or 0.0)
-        if "DoseGridScaling" in dataset:
-            slope *= float(dataset.DoseGridScaling)
+            spacing = base_spacing
+        slope, intercept = _rescale(transform, path, messages, where) if transform else base_rescale
         frames.append(_Frame(dataset, path, index, position_lps, orientation_cosines, spacing,
-                             slope, intercept, _window_of(voi) or _window_of(dataset)))
+                             slope * dose_scaling, intercept,
+                             _window_of(voi, path, where) or base_window))
     return frames
 
 
@@ -372,6 +393,7 @@ class _Decoder:
         return pixels[frame.frame_index] if pixels.ndim == 3 else pixels
 
     def _decode(self, dataset, path: Path) -> np.ndarray:
+        from pydicom.pixels import pixel_array
         from pydicom.pixels.decoders.base import get_decoder
 
         syntax = dataset.file_meta.get("TransferSyntaxUID") if hasattr(dataset, "file_meta") else None
@@ -388,29 +410,40 @@ class _Decoder:
                                  "Convert the file to an uncompressed syntax (e.g. `gdcmconv --raw in.dcm "
                                  "out.dcm` or `dcmdjpeg`), or install the plugin for it "
                                  "(pylibjpeg-libjpeg, pylibjpeg-openjpeg, pylibjpeg-rle, pyjpegls).")
+        photometric = str(dataset.PhotometricInterpretation).strip()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                pixels = dataset.pixel_array
-        except InputError:
-            raise
+                # as_rgb: pydicom converts every YBR_* photometric to RGB (native and compressed).
+                pixels = pixel_array(dataset, as_rgb=True)
+                if photometric == "PALETTE COLOR":
+                    from pydicom.pixels import apply_color_lut
+
+                    pixels = apply_color_lut(pixels, dataset)
         except Exception as error:  # noqa: BLE001 - decoders raise many types on damaged data
-            raise InputError(path, f"pixel data could not be decoded ({type(error).__name__}: {error}); "
-                             "the file looks truncated or corrupt.",
+            raise InputError(path, f"pixel data could not be decoded ({type(error).__name__}: {error}): "
+                             "the file is corrupt, or compressed in a variant the installed decoders "
+                             "do not support.",
+                             "Re-export or re-transfer the file from its source (PACS, scanner), or "
+                             "convert it to an uncompressed syntax (`gdcmconv --raw in.dcm out.dcm`).") \
+                from error
+        except BaseException as error:
+            # pylibjpeg-rle is written in Rust: on some corrupt data it panics, which pyo3 raises
+            # as PanicException, a BaseException (so that `except Exception` does not catch it).
+            if type(error).__name__ != "PanicException":
+                raise
+            raise InputError(path, f"pixel data could not be decoded (the decoder panicked: {error}); "
+                             "the file looks corrupt.",
                              "Re-export or re-transfer the file from its source (PACS, scanner).") \
                 from error
-        photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2"))
-        if photometric == "PALETTE COLOR":
-            from pydicom.pixels import apply_color_lut
-
-            pixels = apply_color_lut(pixels, dataset)
-        if photometric not in ("MONOCHROME1", "MONOCHROME2") or int(dataset.get("SamplesPerPixel", 1)) > 1:
-            if photometric.startswith("YBR") and pixels.shape[-1] == 3:
-                from pydicom.pixels import convert_color_space
-
-                # pydicom converts JPEG-baseline YBR to RGB itself; native YBR data stays YBR.
-                if not dataset.file_meta.TransferSyntaxUID.is_compressed:
-                    pixels = convert_color_space(pixels, photometric, "RGB")
+        frames = number(dataset, "NumberOfFrames", path, int, default=1)
+        expected = (int(dataset.Rows), int(dataset.Columns))   # checked by read_dataset
+        plane = tuple(pixels.shape[1:3] if frames > 1 else pixels.shape[:2])
+        if plane != expected or (frames > 1 and pixels.shape[0] != frames):
+            raise InputError(path, f"decodes to an array of shape {pixels.shape} where its header "
+                             f"declares {frames} frame(s) of {expected[0]} x {expected[1]}.",
+                             "Re-export the file from its source (its header and pixel data disagree).")
+        if pixels.ndim == (4 if frames > 1 else 3):
             pixels = pixels.astype(np.float32) @ np.asarray([0.299, 0.587, 0.114], np.float32)
             self.converted_from_color = True
         return np.asarray(pixels)
@@ -418,10 +451,19 @@ class _Decoder:
 
 # --------------------------------------------------------------------------------------- values
 def _stored_range(dataset) -> tuple:
-    bits = int(dataset.get("BitsStored", dataset.get("BitsAllocated", 16)) or 16)
+    """The range of stored values (attributes checked by read_dataset; float data: BitsAllocated)."""
+    bits = int(dataset.get("BitsStored", None) or dataset.BitsAllocated)
     if int(dataset.get("PixelRepresentation", 0) or 0):
         return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     return 0, 2 ** bits - 1
+
+
+def _lut_values(item) -> np.ndarray:
+    """A LUT item's table as numbers (LUTData read as OW comes as bytes; checked by check_lut)."""
+    data = item.LUTData
+    if isinstance(data, (bytes, bytearray)):
+        return np.frombuffer(data, dtype="<u2" if int(item.LUTDescriptor[2]) > 8 else np.uint8)
+    return np.atleast_1d(np.asarray(data, dtype=float))
 
 
 def _modality(pixels: np.ndarray, frame: _Frame) -> tuple:
@@ -441,7 +483,7 @@ def _modality(pixels: np.ndarray, frame: _Frame) -> tuple:
 def _modality_range(frame: _Frame) -> tuple:
     low, high = _stored_range(frame.dataset)
     if frame.frame_index is None and "ModalityLUTSequence" in frame.dataset:
-        lut = np.asarray(frame.dataset.ModalityLUTSequence[0].LUTData, dtype=float)
+        lut = _lut_values(frame.dataset.ModalityLUTSequence[0])
         return float(lut.min()), float(lut.max())
     ends = sorted((low * frame.slope + frame.intercept, high * frame.slope + frame.intercept))
     return ends[0], ends[1]
@@ -473,14 +515,23 @@ def apply_window(values: np.ndarray, center: float, width: float, function: str 
     return np.clip((values - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0).astype(np.float32)
 
 
+def usable_window(window: Optional[tuple]) -> bool:
+    """True for a window :func:`apply_window` can apply: LINEAR needs a width >= 1, LINEAR_EXACT
+    and SIGMOID a width > 0. Other windows (width 0 or less, seen in the wild) are ignored: the
+    next VOI step applies (VOI LUT Sequence, else min-max)."""
+    if window is None:
+        return False
+    _, width, function = window
+    return width >= 1 if function == "LINEAR" else width > 0
+
+
 def _voi(values: np.ndarray, pixels: np.ndarray, frame: _Frame) -> tuple:
     """Modality values -> [0, 1] display values, and what was applied."""
     dataset = frame.dataset
-    if frame.window is not None:
+    if usable_window(frame.window):
         center, width, function = frame.window
-        if width > 0:
-            return apply_window(values, center, width, function), \
-                f"window center {center:g} width {width:g} ({function})"
+        return apply_window(values, center, width, function), \
+            f"window center {center:g} width {width:g} ({function})"
     if frame.frame_index is None and "VOILUTSequence" in dataset:
         from pydicom.pixels import apply_voi
 
@@ -643,18 +694,22 @@ def _unshear(array: np.ndarray, offsets: np.ndarray, row_dir, col_dir, normal, s
     return out
 
 
-def _projection_spacing(dataset) -> tuple:
-    pixel = _floats(dataset.get("PixelSpacing"), 2)
+def _projection_spacing(dataset, path: Path) -> tuple:
+    pixel = _floats(dataset, "PixelSpacing", 2, path)
     if pixel is not None:
         return (pixel[1], pixel[0]), "PixelSpacing"
-    imager = _floats(dataset.get("ImagerPixelSpacing"), 2)
+    imager = _floats(dataset, "ImagerPixelSpacing", 2, path)
     if imager is not None:
-        magnification = dataset.get("EstimatedRadiographicMagnificationFactor")
+        magnification = number(dataset, "EstimatedRadiographicMagnificationFactor", path, default=None)
+        if magnification is not None and magnification <= 0:
+            raise InputError(path, f"EstimatedRadiographicMagnificationFactor is {magnification:g}; "
+                             "a magnification must be positive.",
+                             "Correct it in the file (usually 1.0 to 1.2), or re-export it.")
         if magnification:
-            return (imager[1] / float(magnification), imager[0] / float(magnification)), \
-                f"ImagerPixelSpacing / EstimatedRadiographicMagnificationFactor {float(magnification):g}"
+            return (imager[1] / magnification, imager[0] / magnification), \
+                f"ImagerPixelSpacing / EstimatedRadiographicMagnificationFactor {magnification:g}"
         return (imager[1], imager[0]), "ImagerPixelSpacing (detector plane, magnification not corrected)"
-    nominal = _floats(dataset.get("NominalScannedPixelSpacing"), 2)
+    nominal = _floats(dataset, "NominalScannedPixelSpacing", 2, path)
     if nominal is not None:
         return (nominal[1], nominal[0]), "NominalScannedPixelSpacing"
     return (1.0, 1.0), "none (1 mm assumed)"
@@ -724,14 +779,15 @@ def read_dicom(path: PathLike, series_uid: Optional[str] = None, voi: str = "aut
             raise InputError(None, f"read_dicom: {name}={value!r} is not one of {allowed}.",
                              f"Pass {name} as one of {allowed}.")
     path = Path(path)
+    messages: List[str] = []
     if path.is_dir():
         files = _collect_files(path)
         if not files:
             raise InputError(path, "holds no DICOM file (no file with the 'DICM' preamble).",
                              "Pass the folder that holds the .dcm files of one series.")
-        datasets = [(f, read_dataset(f)) for f in files]
+        datasets = [(f, read_dataset(f, messages=messages, check_pixels=False)) for f in files]
     else:
-        dataset = read_dataset(path, force=force)
+        dataset = read_dataset(path, force=force, messages=messages, check_pixels=False)
         kind = _non_image_kind(dataset)
         if kind:
             raise InputError(path, f"is {kind} ({dataset.get('Modality', '?')}, SOP class "
@@ -741,10 +797,10 @@ def read_dicom(path: PathLike, series_uid: Optional[str] = None, voi: str = "aut
     selected = _select_series(datasets, path, series_uid)
     frames: List[_Frame] = []
     for file_path, dataset in selected:
-        frames.extend(_frames_of(dataset, file_path))
+        check_pixel_module(dataset, file_path, messages)
+        frames.extend(_frames_of(dataset, file_path, messages))
     first = frames[0].dataset
     modality = str(first.get("Modality", ""))
-    messages: List[str] = []
     decode = _Decoder()
     positioned = all(f.position is not None and f.orientation is not None for f in frames)
     if positioned and (len(frames) > 1 or modality not in PROJECTION_MODALITIES):
@@ -752,10 +808,11 @@ def read_dicom(path: PathLike, series_uid: Optional[str] = None, voi: str = "aut
             frames, decode, path, messages, irregular, gantry_tilt, duplicates)
         spacing_source = extra.pop("spacing_source")
         if len(frames) == 1:
-            thickness = first.get("SpacingBetweenSlices") or first.get("SliceThickness")
-            spacing = (spacing[0], spacing[1], float(thickness) if thickness else 1.0)
+            thickness = _slice_step(first, path, "SpacingBetweenSlices") or \
+                _slice_step(first, path, "SliceThickness")
+            spacing = (spacing[0], spacing[1], thickness or 1.0)
     else:
-        frames = sorted(frames, key=lambda f: (int(f.dataset.get("InstanceNumber", 0) or 0),
+        frames = sorted(frames, key=lambda f: (number(f.dataset, "InstanceNumber", f.path, int, default=0),
                                                f.frame_index or 0))
         pixels = [decode(f) for f in frames]
         shapes = {p.shape for p in pixels}
@@ -763,8 +820,8 @@ def read_dicom(path: PathLike, series_uid: Optional[str] = None, voi: str = "aut
             raise InputError(path, f"mixes image sizes {sorted(shapes)} without positions to stack them.",
                              "Pass one image file, or a folder holding one series.")
         array = np.stack([_modality(p, f)[0] for p, f in zip(pixels, frames)]).astype(np.float32)
-        (sI, sJ), spacing_source = _projection_spacing(first)
-        sK = float(first.get("SpacingBetweenSlices", 1.0) or 1.0)
+        (sI, sJ), spacing_source = _projection_spacing(first, path)
+        sK = _slice_step(first, path, "SpacingBetweenSlices") or 1.0
         if len(frames) > 1:
             _warn(messages, path, f"holds {len(frames)} frames without ImagePositionPatient; stacked in "
                   f"InstanceNumber/frame order with a {sK:g} mm step along an identity direction.")
@@ -783,7 +840,7 @@ def read_dicom(path: PathLike, series_uid: Optional[str] = None, voi: str = "aut
     apply_voi = voi == "window" or (voi == "auto" and modality in PROJECTION_MODALITIES
                                     and not positioned_series(frames))
     if extra.get("resampled_along_k"):
-        apply_voi = apply_voi and frames[0].window is not None
+        apply_voi = apply_voi and usable_window(frames[0].window)
     voi_text = "none"
     if apply_voi:
         if extra.get("resampled_along_k"):
@@ -810,6 +867,11 @@ def read_dicom(path: PathLike, series_uid: Optional[str] = None, voi: str = "aut
         inverted = True
     if decode.converted_from_color:
         _warn(messages, path, f"is a colour image ({photometric}); converted to grey levels (BT.601 luma).")
+    if not np.all(np.isfinite(array)):
+        # Only float pixel data can hold NaN / inf once the header values are checked.
+        raise InputError(path, f"holds {int(np.size(array) - np.isfinite(array).sum())} voxel values "
+                         "that are not finite numbers (NaN or infinity).",
+                         "Replace them in the source (e.g. by 0), or export the image without them.")
 
     metadata = {
         "source_path": str(path), **extra,
@@ -827,6 +889,13 @@ def read_dicom(path: PathLike, series_uid: Optional[str] = None, voi: str = "aut
     return ImageVolume(array, spacing, origin, direction, metadata)
 
 
+def _slice_step(dataset, path: Path, keyword: str) -> Optional[float]:
+    """``SpacingBetweenSlices`` / ``SliceThickness`` as a positive step in mm (some MR store a
+    negative spacing: its magnitude), or None when absent or 0."""
+    value = number(dataset, keyword, path, default=None)
+    return abs(value) if value else None
+
+
 def positioned_series(frames: Sequence[_Frame]) -> bool:
     """True when ``frames`` form a positioned stack of more than one slice (a CT/MR-like series)."""
     return len(frames) > 1 and all(f.position is not None for f in frames)
@@ -842,11 +911,24 @@ def read_image(path: PathLike, **kwargs: Any) -> ImageVolume:
             for NIfTI/NRRD (whose values are returned as stored, see :func:`read_volume`).
 
     Returns:
-        :class:`ImageVolume` (array ``(K, J, I)``, LPS geometry, provenance in ``metadata``).
+        :class:`ImageVolume` (array ``(K, J, I)``, LPS geometry, provenance in ``metadata``);
+        its voxel values are finite.
 
     Raises:
-        InputError: missing path, unknown format, or any reader error (naming the file and the fix).
+        InputError: missing path, unknown format, or any reader error (naming the file and the
+            fix). No other exception type leaves this function for a problem of the input: one
+            that escapes the readers' checks is still an InputError, marked ``unexpected`` (a bug
+            to report, see :meth:`InputError.from_unexpected`).
     """
+    try:
+        return _read_image(path, **kwargs)
+    except (InputError, MemoryError):
+        raise
+    except Exception as error:  # noqa: BLE001 - last line of defence, see InputError.from_unexpected
+        raise InputError.from_unexpected(path, error) from error
+
+
+def _read_image(path: PathLike, **kwargs: Any) -> ImageVolume:
     from .volumes import is_volume_file, read_volume
 
     path = Path(path)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sqlite3
 import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -38,6 +39,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..image import ImageVolume
+from .dicom_checks import number, numbers
 from .errors import InputError, InputWarning
 
 PathLike = Union[str, os.PathLike]
@@ -78,6 +80,9 @@ def read_rsna_boxes(csv_path: PathLike) -> Dict[str, List[Box]]:
             raise InputError(path, f"row {number}: box {values} of {patient} is not four numbers.",
                              "Write x,y,width,height as numbers, or leave all four empty for a "
                              "negative image.") from error
+        if not all(np.isfinite((x, y, w, h))):
+            raise InputError(path, f"row {number}: box {values} of {patient} is not four finite numbers.",
+                             "Write x,y,width,height as pixel numbers.")
         if w <= 0 or h <= 0:
             raise InputError(path, f"row {number}: box of {patient} has width {w:g}, height {h:g}.",
                              "Widths and heights must be positive pixels.")
@@ -98,26 +103,51 @@ def read_boxes_3d(csv_path: PathLike) -> Dict[str, List[Tuple[float, ...]]]:
         if not any(values):
             continue
         try:
-            boxes[patient].append(tuple(float(v) for v in values))
+            box = tuple(float(v) for v in values)
         except ValueError as error:
             raise InputError(path, f"row {number}: box {values} of {patient} is not six numbers.",
                              "Write x,y,z,width,height,depth as numbers or leave them empty.") from error
+        if not all(np.isfinite(box)) or min(box[3:]) <= 0:
+            raise InputError(path, f"row {number}: box {values} of {patient} is not six finite numbers "
+                             "with a positive width, height and depth.",
+                             "Write x,y,z,width,height,depth as pixel / slice numbers.")
+        boxes[patient].append(box)
     return boxes
 
 
-def _read_csv(path: Path, required: Sequence[str], layout: str) -> List[Tuple[int, Dict[str, str]]]:
+def _csv_records(path: Path) -> List[List[str]]:
+    """Every record of a CSV file (UTF-8, a byte-order mark allowed), header first.
+
+    Raises:
+        InputError: missing file, text that is not UTF-8, or a record the csv module refuses
+            (a NUL byte, an unclosed quote at the end).
+    """
     if not path.exists():
         raise InputError(path, "does not exist.", "Check the path of the ground-truth CSV.")
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        fields = [f.strip() for f in (reader.fieldnames or [])]
-        missing = [c for c in required if c not in fields]
-        if missing:
-            raise InputError(path, f"lacks the column(s) {missing} (found {fields}).",
-                             f"Give a CSV in {layout}.")
-        rows = []
-        for number, row in enumerate(reader, start=2):
-            rows.append((number, {(k or "").strip(): (v or "") for k, v in row.items()}))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            return list(csv.reader(handle))
+    except UnicodeDecodeError as error:
+        raise InputError(path, f"is not UTF-8 text (byte {error.object[error.start]:#04x} at offset "
+                         f"{error.start}).", "Save the CSV as UTF-8 (plain ASCII is UTF-8).") from error
+    except csv.Error as error:
+        raise InputError(path, f"is not a readable CSV file ({error}).",
+                         "Save it as a comma-separated text file.") from error
+
+
+def _read_csv(path: Path, required: Sequence[str], layout: str) -> List[Tuple[int, Dict[str, str]]]:
+    records = _csv_records(path)
+    fields = [f.strip() for f in (records[0] if records else [])]
+    missing = [c for c in required if c not in fields]
+    if missing:
+        raise InputError(path, f"lacks the column(s) {missing} (found {fields}).",
+                         f"Give a CSV in {layout}.")
+    rows = []
+    for number, record in enumerate(records[1:], start=2):
+        if not record:      # a blank line
+            continue
+        rows.append((number, {name: (record[i] if i < len(record) else "")
+                              for i, name in enumerate(fields)}))
     return rows
 
 
@@ -159,6 +189,13 @@ def boxes_to_mask(boxes: Sequence[Box], shape: Sequence[int], *, scale: Union[fl
     plane = np.zeros((height, width), dtype=bool)
     sx, sy = (scale, scale) if np.isscalar(scale) else tuple(scale)
     for box in boxes:
+        factors = [width / (original_size - 1)] * 4 if study_scaling else [sx, sy, sx, sy]
+        with np.errstate(over="ignore", invalid="ignore"):
+            corners = np.asarray([box[0], box[1], box[0] + box[2], box[1] + box[3]], dtype=float) \
+                * np.asarray(factors, dtype=float)
+        if not np.all(np.isfinite(corners)):
+            raise InputError(path, f"box {tuple(box)} (scale {scale}) has a corner that is not a finite "
+                             "number of pixels.", "Check the box values and the scale.")
         if study_scaling:
             x0, y0, x1, y1 = rsna_study_corners(box, width, original_size)
             x1, y1 = x1 + 1, y1 + 1
@@ -336,24 +373,80 @@ def _choose(options: Dict[int, str], wanted, path, what: str, keyword: str) -> L
     raise InputError(path, f"has no {what} {wanted!r} (it holds {listing}).", f"Pass one of them as {keyword}=.")
 
 
-def _segread(path: PathLike):
-    """highdicom ``segread``, tolerating SEGs of radiographs whose Pixel Measures lack SliceThickness.
+#: What highdicom raises on a SEG whose content does not hold together (frames that collide, a
+#: frame lookup its SQLite index cannot answer...): turned into an InputError naming the file.
+_HIGHDICOM_ERRORS = (ValueError, KeyError, IndexError, RuntimeError, AttributeError, TypeError,
+                     sqlite3.Error)
 
-    highdicom (0.28) writes such SEGs (no frame of reference: no thickness) but refuses to read them
-    back; the missing, meaningless thickness is filled with 1 mm in memory.
+
+def _check_seg(dataset, path: Path) -> None:
+    """The SEG structure highdicom relies on, checked before it reads the object.
+
+    Raises:
+        InputError: no segment, segment numbers that are not unique positive integers, a frame
+            without a segment identification or naming a segment that does not exist, or plane
+            positions given for some frames only.
+    """
+    segments = dataset.get("SegmentSequence", None) or []
+    if not segments:
+        raise InputError(path, "is a SEG without segments (empty SegmentSequence).", "Re-export the segmentation.")
+    numbers_ = [number(item, "SegmentNumber", path, int, where=f"SegmentSequence item {i + 1}: ")
+                for i, item in enumerate(segments)]
+    if len(set(numbers_)) != len(numbers_) or min(numbers_) < 1:
+        raise InputError(path, f"has segment numbers {numbers_}; they must be unique and start at 1.",
+                         "Re-export the segmentation.")
+    frames = number(dataset, "NumberOfFrames", path, int, default=1)
+    labelmap = str(dataset.get("SegmentationType", "")).strip() == "LABELMAP"
+    with_position = 0
+    for index in range(frames):
+        identification = _functional_group_item(dataset, index, "SegmentIdentificationSequence")
+        if not labelmap:
+            if identification is None:
+                raise InputError(path, f"frame {index + 1} has no SegmentIdentificationSequence (which "
+                                 "segment it belongs to).", "Re-export the segmentation.")
+            referenced = number(identification, "ReferencedSegmentNumber", path, int,
+                                where=f"frame {index + 1}: ")
+            if referenced not in numbers_:
+                raise InputError(path, f"frame {index + 1} belongs to segment {referenced}, which the SEG "
+                                 f"does not describe (segments {numbers_}).", "Re-export the segmentation.")
+        position = _functional_group_item(dataset, index, "PlanePositionSequence")
+        if position is not None and "ImagePositionPatient" in position:
+            number_list = numbers(position, "ImagePositionPatient", path, count=3,
+                                  where=f"frame {index + 1}: ")
+            with_position += number_list is not None
+    if 0 < with_position < frames:
+        raise InputError(path, f"gives a plane position to {with_position} of its {frames} frames; all "
+                         "or none must have one.", "Re-export the segmentation.")
+
+
+def _functional_group_item(dataset, index: int, keyword: str):
+    """The first item of ``keyword`` in frame ``index``'s per-frame group, else the shared group."""
+    for sequence_keyword, position in (("PerFrameFunctionalGroupsSequence", index),
+                                       ("SharedFunctionalGroupsSequence", 0)):
+        groups = dataset.get(sequence_keyword, None)
+        if groups is not None and len(groups) > position:
+            items = groups[position].get(keyword, None)
+            if items:
+                return items[0]
+    return None
+
+
+def _segread(path: PathLike):
+    """Read a SEG: :func:`read_dataset`'s checks, :func:`_check_seg`, then highdicom.
+
+    SEGs of radiographs whose Pixel Measures lack SliceThickness are tolerated: highdicom (0.28)
+    writes such SEGs (no frame of reference: no thickness) but refuses to read them back; the
+    missing, meaningless thickness is filled with 1 mm in memory.
     """
     import highdicom as hd
-    import pydicom
 
-    try:
-        return hd.seg.segread(str(path))
-    except AttributeError as error:
-        if "Pixel Measures" not in str(error):
-            raise
-    dataset = pydicom.dcmread(str(path))
+    from .dicom_read import read_dataset
+
+    dataset = read_dataset(path)
+    _check_seg(dataset, Path(path))
     for keyword in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
-        for group in dataset.get(keyword, []):
-            for item in group.get("PixelMeasuresSequence", []):
+        for group in dataset.get(keyword, None) or []:
+            for item in group.get("PixelMeasuresSequence", None) or []:
                 if "SliceThickness" not in item:
                     item.SliceThickness = 1.0
     return hd.seg.Segmentation.from_dataset(dataset, copy=False)
@@ -366,12 +459,14 @@ def read_seg(path: PathLike, reference: ImageVolume, segment=None,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             seg = _segread(path)
-    except Exception as error:  # noqa: BLE001
+        options = {n: str(seg.get_segment_description(n).segment_label) for n in seg.get_segment_numbers()}
+    except InputError:
+        raise
+    except _HIGHDICOM_ERRORS as error:
         raise InputError(path, f"is not a readable DICOM SEG ({type(error).__name__}: {error}).",
                          "Re-export the segmentation.") from error
-    options = {n: seg.get_segment_description(n).segment_label for n in seg.get_segment_numbers()}
-    numbers = _choose(options, segment, path, "segment", "segment")
-    referenced = [str(item.SeriesInstanceUID) for item in seg.get("ReferencedSeriesSequence", [])]
+    segment_numbers = _choose(options, segment, path, "segment", "segment")
+    referenced = [str(item.get("SeriesInstanceUID", "")) for item in seg.get("ReferencedSeriesSequence", None) or []]
     series = reference.metadata.get("SeriesInstanceUID")
     same_series = series is not None and series in referenced
     if not same_series:
@@ -380,40 +475,46 @@ def read_seg(path: PathLike, reference: ImageVolume, segment=None,
                              f"series {series or '(unknown: the image was not read from DICOM)'}.",
                              "Pass the SEG made on this image, or allow_other_series=True to place it "
                              "by geometry (same frame of reference needed).")
-        return _seg_by_geometry(seg, numbers, reference, path)
+        return _seg_by_geometry(seg, segment_numbers, reference, path)
     sops = reference.metadata.get("SOPInstanceUIDs") or []
     frames = reference.metadata.get("frame_numbers")
     try:
         if frames and len(set(sops)) == 1:
             pixels = seg.get_pixels_by_source_frame(sops[0], source_frame_numbers=list(frames),
-                                                    segment_numbers=numbers, combine_segments=True,
+                                                    segment_numbers=segment_numbers, combine_segments=True,
                                                     relabel=True, skip_overlap_checks=True)
         else:
-            pixels = seg.get_pixels_by_source_instance(sops, segment_numbers=numbers,
+            pixels = seg.get_pixels_by_source_instance(sops, segment_numbers=segment_numbers,
                                                        combine_segments=True, relabel=True,
                                                        skip_overlap_checks=True)
-    except (ValueError, KeyError, RuntimeError) as error:
+    except _HIGHDICOM_ERRORS as error:
         if reference.metadata.get("resampled_along_k") or "FrameOfReferenceUID" in seg:
-            return _seg_by_geometry(seg, numbers, reference, path)
+            return _seg_by_geometry(seg, segment_numbers, reference, path)
         raise InputError(path, f"could not be matched to the image's instances ({error}).",
                          "Pass the SEG made on this very series.") from error
     mask = np.asarray(pixels) > 0
     if mask.shape != reference.shape:
         if "FrameOfReferenceUID" in seg:
-            return _seg_by_geometry(seg, numbers, reference, path)
+            return _seg_by_geometry(seg, segment_numbers, reference, path)
         raise InputError(path, f"gives a {mask.shape} mask for a {reference.shape} image.",
                          "Pass the SEG made on this very image.")
     return mask
 
 
-def _seg_by_geometry(seg, numbers: List[int], reference: ImageVolume, path) -> np.ndarray:
+def _seg_by_geometry(seg, segment_numbers: List[int], reference: ImageVolume, path) -> np.ndarray:
     if "FrameOfReferenceUID" not in seg or not reference.metadata.get("FrameOfReferenceUID"):
         raise InputError(path, "cannot be placed by geometry: the SEG or the image has no frame of "
                          "reference (a radiograph?).", "Pass the SEG made on this very image.")
     _check_frame_of_reference(path, seg.FrameOfReferenceUID, reference)
-    volume = seg.get_volume(segment_numbers=numbers, combine_segments=True, relabel=True,
-                            skip_overlap_checks=True)
-    return resample_to_reference(np.asarray(volume.array) > 0, np.asarray(volume.affine), reference) > 0
+    try:
+        volume = seg.get_volume(segment_numbers=segment_numbers, combine_segments=True, relabel=True,
+                                skip_overlap_checks=True)
+        affine = np.asarray(volume.affine, dtype=float)
+        np.linalg.inv(affine)
+    except (np.linalg.LinAlgError, *_HIGHDICOM_ERRORS) as error:
+        raise InputError(path, f"cannot be placed by geometry ({type(error).__name__}: {error}).",
+                         "Pass the SEG made on this very image.") from error
+    return resample_to_reference(np.asarray(volume.array) > 0, affine, reference) > 0
 
 
 # ------------------------------------------------------------------------------------ RTSTRUCT
@@ -435,38 +536,46 @@ def read_rtstruct(path: PathLike, reference: ImageVolume, roi=None) -> np.ndarra
     from .dicom_read import read_dataset
 
     dataset = read_dataset(path, force=True)
-    rois = {int(item.ROINumber): str(item.get("ROIName", "")) for item in dataset.get("StructureSetROISequence", [])}
+    rois: Dict[int, str] = {}
+    frames_of_reference: Dict[int, str] = {}
+    for index, item in enumerate(dataset.get("StructureSetROISequence", None) or []):
+        number_ = number(item, "ROINumber", path, int, where=f"StructureSetROISequence item {index + 1}: ")
+        rois[number_] = str(item.get("ROIName", ""))
+        frames_of_reference[number_] = str(item.get("ReferencedFrameOfReferenceUID", "") or "")
     if not rois:
         raise InputError(path, "holds no ROI (empty StructureSetROISequence).", "Export the structure set with its ROIs.")
-    numbers = _choose(rois, roi, path, "ROI", "roi")
-    frames_of_reference = [str(item.get("ReferencedFrameOfReferenceUID", ""))
-                           for item in dataset.get("StructureSetROISequence", [])
-                           if int(item.ROINumber) in numbers]
-    for uid in frames_of_reference:
-        _check_frame_of_reference(path, uid or None, reference)
+    numbers_ = _choose(rois, roi, path, "ROI", "roi")
+    for chosen in numbers_:
+        _check_frame_of_reference(path, frames_of_reference[chosen] or None, reference)
     inverse = np.linalg.inv(reference.ijk_to_lps())
     mask = np.zeros(reference.shape, dtype=bool)
     found = False
-    for item in dataset.get("ROIContourSequence", []):
-        if int(item.ReferencedROINumber) not in numbers:
+    for index, item in enumerate(dataset.get("ROIContourSequence", None) or []):
+        where = f"ROIContourSequence item {index + 1}: "
+        if number(item, "ReferencedROINumber", path, int, where=where) not in numbers_:
             continue
         planes: Dict[int, np.ndarray] = {}
-        for contour in item.get("ContourSequence", []):
-            points = np.asarray([float(v) for v in contour.ContourData]).reshape(-1, 3)
-            found = True
+        for contour in item.get("ContourSequence", None) or []:
+            values = numbers(contour, "ContourData", path, where=where, default=[])
+            if len(values) % 3:
+                raise InputError(path, f"{where}ContourData holds {len(values)} values, not (x, y, z) "
+                                 "triplets.", "Re-export the structure set.")
+            points = np.asarray(values, dtype=float).reshape(-1, 3)
+            found = found or len(points) > 0
             if str(contour.get("ContourGeometricType", "CLOSED_PLANAR")) == "POINT" or len(points) < 3:
                 continue
-            ijk = (inverse @ np.vstack([points.T, np.ones(len(points))]))[:3]
+            with np.errstate(over="ignore", invalid="ignore"):
+                ijk = (inverse @ np.vstack([points.T, np.ones(len(points))]))[:3]
             k = float(np.mean(ijk[2]))
+            if not np.all(np.isfinite(ijk)) or not -0.5 <= k < reference.shape[0] - 0.5:
+                continue   # a contour off the image's slices (the mask may end up empty: an error)
             slice_index = int(round(k))
-            if not 0 <= slice_index < reference.shape[0]:
-                continue
             plane = planes.setdefault(slice_index, np.zeros(reference.shape[1:], dtype=bool))
             _rasterize_polygon(plane, ijk[1], ijk[0])
         for slice_index, plane in planes.items():
             mask[slice_index] |= plane
     if not found:
-        raise InputError(path, f"ROI {[rois[n] for n in numbers]} has no contour.",
+        raise InputError(path, f"ROI {[rois[n] for n in numbers_]} has no contour.",
                          "Pick an ROI with contours (roi=...).")
     return mask
 
@@ -523,16 +632,31 @@ def read_sr_rois(path: PathLike, reference: ImageVolume) -> np.ndarray:
     sops = list(reference.metadata.get("SOPInstanceUIDs") or [])
     mask = np.zeros(reference.shape, dtype=bool)
     drawn = 0
-    for group in groups:
-        region = group.roi
-        if region is None:
-            continue
-        graphic_type = str(region.graphic_type.value if hasattr(region.graphic_type, "value")
-                           else region.graphic_type)
-        points = np.asarray(region.value, dtype=float)
+    for number_, group in enumerate(groups, start=1):
+        try:
+            region = group.roi
+            if region is None:
+                continue
+            graphic_type = str(region.graphic_type.value if hasattr(region.graphic_type, "value")
+                               else region.graphic_type)
+            points = np.asarray(region.value, dtype=float)
+        except (AttributeError, ValueError, TypeError, KeyError, IndexError) as error:
+            raise InputError(path, f"measurement group {number_}: its image region cannot be read "
+                             f"({type(error).__name__}: {error}).", "Re-export the report.") from error
+        needed = {"POINT": 1, "MULTIPOINT": 1, "POLYLINE": 1, "POLYGON": 1, "CIRCLE": 2, "ELLIPSE": 4,
+                  "ELLIPSOID": 6}.get(graphic_type)
+        if needed is None or points.ndim != 2 or points.shape[1] not in (2, 3) \
+                or len(points) < needed or not np.all(np.isfinite(points)):
+            raise InputError(path, f"measurement group {number_}: a {graphic_type} region with "
+                             f"coordinates of shape {points.shape} is not a region that can be drawn "
+                             f"(finite (x, y) or (x, y, z) points, at least {needed or 1}).",
+                             "Re-export the report.")
         if points.shape[-1] == 3:   # SCOORD3D in LPS mm
             ijk = (np.linalg.inv(reference.ijk_to_lps()) @ np.vstack([points.T, np.ones(len(points))]))[:3]
-            slice_index = int(round(float(np.mean(ijk[2]))))
+            k = float(np.mean(ijk[2]))
+            if not np.all(np.isfinite(ijk)) or not -0.5 <= k < reference.shape[0] - 0.5:
+                continue   # off the image's slices
+            slice_index = int(round(k))
             points2d = np.stack([ijk[0] + 0.5, ijk[1] + 0.5], axis=1)
         else:
             uid = _region_source_uid(region)
@@ -561,15 +685,18 @@ def _case_key(reference: ImageVolume, case_id: Optional[str], kind: str) -> str:
     return Path(str(metadata.get("source_path", ""))).name.split(".")[0]
 
 
+def _csv_header(path: Path) -> List[str]:
+    records = _csv_records(path)
+    return [h.strip() for h in (records[0] if records else [])]
+
+
 def _csv_has(path: Path, columns: Sequence[str]) -> bool:
-    with open(path, newline="") as handle:
-        header = [h.strip() for h in next(csv.reader(handle), [])]
+    header = _csv_header(path)
     return all(c in header for c in columns)
 
 
 def _csv_kind(path: Path) -> str:
-    with open(path, newline="") as handle:
-        header = [h.strip() for h in next(csv.reader(handle), [])]
+    header = _csv_header(path)
     if all(c in header for c in RSNA_COLUMNS):
         return "rsna"
     if all(c in header for c in SIIM_COLUMNS):
@@ -602,8 +729,24 @@ def read_ground_truth(path: PathLike, reference: ImageVolume, *, case_id: Option
 
     Raises:
         InputError: with the file and the fix, for every unusable input (including an empty mask
-            unless ``allow_empty``).
+            unless ``allow_empty``). No other exception type leaves this function for a problem
+            of the input: one that escapes the readers' checks is still an InputError, marked
+            ``unexpected`` (a bug to report, see :meth:`InputError.from_unexpected`).
     """
+    try:
+        return _read_ground_truth(path, reference, case_id=case_id, segment=segment, roi=roi,
+                                  label=label, allow_other_series=allow_other_series,
+                                  allow_empty=allow_empty, study_scaling=study_scaling,
+                                  box_scale=box_scale, original_size=original_size)
+    except (InputError, MemoryError):
+        raise
+    except Exception as error:  # noqa: BLE001 - last line of defence, see InputError.from_unexpected
+        raise InputError.from_unexpected(path, error) from error
+
+
+def _read_ground_truth(path: PathLike, reference: ImageVolume, *, case_id, segment, roi, label,
+                       allow_other_series, allow_empty, study_scaling, box_scale,
+                       original_size) -> np.ndarray:
     from .dicom_read import _is_dicom_file, read_dataset
     from .volumes import is_volume_file, read_volume
 

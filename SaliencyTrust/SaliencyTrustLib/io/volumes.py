@@ -61,7 +61,31 @@ def sitk_to_volume(image, **metadata) -> ImageVolume:
         raise InputError(metadata.get("source_path"),
                          f"is a {dim}D image of size {image.GetSize()}; only 2D and 3D images are read.",
                          "Split the time/channel axis and pass one 3D volume.")
-    return ImageVolume(array, spacing, origin, direction, dict(metadata))
+    return _checked_volume(array, spacing, origin, direction, dict(metadata))
+
+
+def _checked_volume(array, spacing, origin, direction, metadata) -> ImageVolume:
+    """An :class:`ImageVolume` whose geometry is usable: spacing finite and positive, origin finite,
+    direction finite and invertible (a file can declare anything: a zero or NaN scale, a
+    degenerate orientation). Voxel values are left as stored (NaN allowed in a float map); a
+    reader of images checks them."""
+    path = metadata.get("source_path")
+    spacing = np.asarray(spacing, dtype=float)
+    origin = np.asarray(origin, dtype=float)
+    direction = np.asarray(direction, dtype=float).reshape(3, 3)
+    if not (np.all(np.isfinite(spacing)) and np.all(spacing > 0)):
+        raise InputError(path, f"declares the voxel spacing {spacing.tolist()}; each must be a positive "
+                         "number of mm.", "Fix the header (pixdim / spacing) with the tool that wrote it.")
+    if not np.all(np.isfinite(origin)):
+        raise InputError(path, f"declares the origin {origin.tolist()}, which is not finite.",
+                         "Fix the header (qoffset / origin) with the tool that wrote it.")
+    if not np.all(np.isfinite(direction)) or abs(np.linalg.det(direction)) < 1e-6:
+        raise InputError(path, f"declares the axis directions {np.round(direction, 4).tolist()}, which "
+                         "are not three independent directions.",
+                         "Fix the header (qform / sform / direction) with the tool that wrote it.")
+    if np.asarray(array).ndim not in (2, 3) or 0 in np.shape(array):
+        raise InputError(path, f"holds an array of shape {np.shape(array)}.", "Pass a 2D or 3D image.")
+    return ImageVolume(array, spacing, origin, direction, metadata)
 
 
 def volume_to_sitk(volume: ImageVolume, force_3d: bool = False):
@@ -122,9 +146,10 @@ def _read_with_nibabel(path: Path) -> ImageVolume:
         data = data[..., np.newaxis]
     spacing = np.linalg.norm(lps[:, :3], axis=0)
     spacing[spacing == 0] = 1.0
-    direction = lps[:, :3] / spacing
-    return ImageVolume(np.transpose(data, (2, 1, 0)).copy(), spacing, lps[:, 3], direction,
-                       {"source_path": str(path), "reader": "nibabel"})
+    with np.errstate(invalid="ignore", divide="ignore"):
+        direction = lps[:, :3] / spacing
+    return _checked_volume(np.transpose(data, (2, 1, 0)).copy(), spacing, lps[:, 3], direction,
+                           {"source_path": str(path), "reader": "nibabel"})
 
 
 def _check_gzip(path: Path) -> None:

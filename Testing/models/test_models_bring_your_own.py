@@ -119,6 +119,8 @@ def test_every_command_line_front_end_takes_the_lab_model(by_factory, lab_cohort
                                          "path": str(lab_model_files["weights"]),
                                          "factory": f"{LAB_FACTORY_FILE}:build_lab_net", "kwargs": {"width": 8}},
                 "model_files#replicate": None, "model_files#second_arch": None,
+                # the bundle's localizers take its own 1-channel input, not the lab's 3 channels
+                "model_files#localizer": None, "model_files#localizer_replicate": None,
                 "preprocessing_def#in_channels": 3, "preprocessing_def#intensity": "imagenet",
                 "saliency_methods": {"gradient": {"_target_": "SaliencyTrustLib.saliency.SaliencyMethod",
                                                   "method": "gradient"}},
@@ -230,3 +232,17 @@ def test_a_configuration_that_fails_every_study_exits_non_zero(lab_model_files, 
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert sorted(results["failures"]) == ["a", "b"] and results["cohort"]["n_units_stored"] == 0
     assert "2 studies skipped" in capsys.readouterr().out
+
+
+def test_localization_networks_that_do_not_take_the_classifier_input_are_refused_before_any_work(
+        lab_cohort, lab_model_files, tmp_path):
+    from SaliencyTrustLib.cohort import StudyModels, evaluate_cohort, load_cohort
+    from SaliencyTrustLib.model_spec import ModelError, ModelSpec
+
+    bundle_models = REPO / "MonaiBundle" / "models"
+    models = StudyModels(original=ModelSpec(path=str(lab_model_files["torchscript"])),
+                         localizer=str(bundle_models / "localizer.pt"),
+                         localizer_replicate=str(bundle_models / "localizer_replicate.pt"))
+    with pytest.raises(ModelError, match="localization network does not accept the classifier's input"):
+        evaluate_cohort(load_cohort(str(lab_cohort)), models, _settings(), tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "results.json").exists()

@@ -50,6 +50,9 @@ class LoadedModels:
                 self.num_classes[state] = check_model_input(
                     model, shape, getattr(source, "path", None) or f"the {state} model")
         self.scripted = is_scripted(original)
+        for role in ("localizer", "localizer_replicate"):
+            if getattr(self, role) is not None:
+                self._check_localizer(getattr(self, role), getattr(models, role), shape)
 
     def _localizer(self, given):
         """A segmentation network: a :mod:`~SaliencyTrustLib.localizers` checkpoint by path, a
@@ -66,6 +69,24 @@ class LoadedModels:
         except (ValueError, FileNotFoundError) as error:
             raise ModelError(given.path, f"not a localization network ({error}).",
                              "give a localizers checkpoint, or the network's --factory.") from None
+
+    @staticmethod
+    def _check_localizer(model, given, shape) -> None:
+        """A localization network takes the classifier's input: one forward pass of that shape."""
+        import torch
+
+        from ..model_spec import ModelError
+
+        try:
+            device = next(model.parameters()).device
+            with torch.no_grad():
+                model(torch.zeros(shape, device=device))
+        except Exception as error:  # noqa: BLE001 - any failure is a mismatch of network and input
+            first = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+            raise ModelError(getattr(given, "path", None) or "the localization network",
+                             f"the localization network does not accept the classifier's input {tuple(shape)}: {first}",
+                             "give localization networks trained on this preprocessing, or none "
+                             "(model_files#localizer: null).") from None
 
     def _in_memory(self, model):
         import copy

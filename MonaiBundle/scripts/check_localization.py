@@ -31,13 +31,13 @@ def main() -> int:
     from SaliencyTrustLib.metrics import auprc
     from SaliencyTrustLib.networks import load_classifier
     from SaliencyTrustLib.saliency import compute_saliency
-    from SaliencyTrustLib.transforms import get_preprocessing, load_datalist
+    from SaliencyTrustLib.transforms import get_preprocessing, bundle_datalist
 
     torch.set_num_threads(args.threads)
     preprocessing = get_preprocessing(keys=("image",), mask_keys=("mask",))
-    train = [preprocessing(item) for item in load_datalist(args.datalist, "training", require=("mask",))]
+    train = [preprocessing(item) for item in bundle_datalist(args.datalist, "training", require=("mask",))]
     mean_mask = torch.stack([d["mask"][0] for d in train]).float().mean(0).numpy()
-    test = [preprocessing(item) for item in load_datalist(args.datalist, "test", require=("mask",), labels_only=1,
+    test = [preprocessing(item) for item in bundle_datalist(args.datalist, "test", require=("mask",), labels_only=1,
                                                              limit=args.limit)]
     images = torch.stack([d["image"].as_tensor() for d in test])
     masks = np.stack([d["mask"][0].numpy() > 0.5 for d in test])

@@ -59,13 +59,13 @@ def main() -> int:
     from SaliencyTrustLib.localizers import load_localizer, localization_maps
     from SaliencyTrustLib.metrics import auprc, ssim
     from SaliencyTrustLib.preprocessing import Preprocessing
-    from SaliencyTrustLib.transforms import load_datalist
+    from SaliencyTrustLib.transforms import bundle_datalist
 
     torch.set_num_threads(args.threads)
     preprocessing = Preprocessing(in_channels=1, input_size=args.image_size, resize="squash", intensity="minmax01")
-    _, train_masks = _prepare(load_datalist(args.datalist, "training", require=("mask",), labels_only=1),
+    _, train_masks = _prepare(bundle_datalist(args.datalist, "training", require=("mask",), labels_only=1),
                               preprocessing)
-    images, masks = _prepare(load_datalist(args.datalist, "test", require=("mask",), labels_only=1,
+    images, masks = _prepare(bundle_datalist(args.datalist, "test", require=("mask",), labels_only=1,
                                            limit=args.limit), preprocessing)
     mean_mask = train_masks.mean(0).astype(np.float32)
     prevalence = float(masks.mean(axis=tuple(range(1, masks.ndim))).mean())

@@ -300,7 +300,7 @@ def check_image_dims(path: Union[str, os.PathLike], spatial_dims: int = 2) -> No
             f"load a {len(spatial)}D network.")
 
 
-def load_datalist(datalist: Union[str, os.PathLike, Mapping[str, Any]], section: str = "training",
+def bundle_datalist(datalist: Union[str, os.PathLike, Mapping[str, Any]], section: str = "training",
                   base_dir: Union[str, os.PathLike, None] = None, image_key: str = "image",
                   require: Sequence[str] = (), spatial_dims: Optional[int] = 2, labels_only: Optional[int] = None,
                   limit: Optional[int] = None) -> List[Dict[str, Any]]:

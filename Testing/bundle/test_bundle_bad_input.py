@@ -14,7 +14,7 @@ import torch
 from monai.bundle import ConfigWorkflow
 
 from SaliencyTrustLib.networks import build_classifier, load_classifier, load_weights, save_classifier
-from SaliencyTrustLib.transforms import load_datalist
+from SaliencyTrustLib.transforms import bundle_datalist
 
 
 def _copy_cohort(cohort, tmp_path):
@@ -55,7 +55,7 @@ def test_three_d_image_for_the_2d_network_is_refused_naming_the_file(tiny_cohort
     datalist["test"][0]["image"] = "nifti/ct.nii.gz"
     (cohort / "datalist.json").write_text(json.dumps(datalist))
     with pytest.raises(ValueError, match=r"ct\.nii\.gz.*(32, 32, 16).*network is 2D"):
-        load_datalist(cohort / "datalist.json", "test", spatial_dims=2)
+        bundle_datalist(cohort / "datalist.json", "test", spatial_dims=2)
     # the same check at the transform level, for images that bypass the datalist (e.g. Slicer)
     from SaliencyTrustLib.transforms import get_preprocessing
 

@@ -13,7 +13,7 @@ from SaliencyTrustLib.metrics import auprc
 from SaliencyTrustLib.networks import ARCH_KEY
 from SaliencyTrustLib.preprocessing import Preprocessing
 from SaliencyTrustLib.preprocessing_monai import Preprocessingd
-from SaliencyTrustLib.transforms import load_datalist
+from SaliencyTrustLib.transforms import bundle_datalist
 
 
 def _positives(cohort, size: int):
@@ -24,7 +24,7 @@ def _positives(cohort, size: int):
              Preprocessingd(keys="image", preprocessing=preprocessing)]
     items = []
     for section in ("training", "validation", "test"):
-        for item in load_datalist(cohort / "datalist.json", section, require=("mask",), labels_only=1):
+        for item in bundle_datalist(cohort / "datalist.json", section, require=("mask",), labels_only=1):
             for step in steps:
                 item = step(item)
             items.append(item)

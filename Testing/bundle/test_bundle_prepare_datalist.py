@@ -8,7 +8,7 @@ import importlib.util
 import nibabel
 import numpy as np
 
-from SaliencyTrustLib.transforms import load_datalist
+from SaliencyTrustLib.transforms import bundle_datalist
 
 
 def test_rsna_layout_becomes_a_checked_datalist_with_masks_on_the_boxes(tiny_cohort, tmp_path, bundle_root):
@@ -17,7 +17,7 @@ def test_rsna_layout_becomes_a_checked_datalist_with_masks_on_the_boxes(tiny_coh
     spec.loader.exec_module(module)
     counts = module.prepare("rsna", tiny_cohort / "dicom", tiny_cohort / "boxes.csv", tmp_path / "rsna", seed=0)
     assert counts == {"training": 6, "validation": 2, "test": 2}
-    items = load_datalist(tmp_path / "rsna" / "datalist.json", "training", require=("label",))
+    items = bundle_datalist(tmp_path / "rsna" / "datalist.json", "training", require=("label",))
     positives = [i for i in items if i["label"] == 1]
     assert positives and all("mask" in i for i in positives) and all("mask" not in i for i in items if not i["label"])
     for item in positives:

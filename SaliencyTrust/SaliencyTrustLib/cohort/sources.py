@@ -130,7 +130,7 @@ def _ground_truth_index(ground_truth: Optional[PathLike]):
     raise _bad_input(path, "ground truth not found.", "check the --ground-truth path.")
 
 
-def load_datalist(path: PathLike, split: str = "test") -> Cohort:
+def cohort_from_datalist(path: PathLike, split: str = "test") -> Cohort:
     """A cohort from a MONAI datalist JSON or a CSV datalist (see the module docstring)."""
     path = Path(path)
     base = path.parent
@@ -208,11 +208,11 @@ def load_cohort(cohort: str, ground_truth: Optional[PathLike] = None, labels: Op
         if not path.exists():
             raise _bad_input(path, "cohort not found.", "give a datalist JSON/CSV, a folder of DICOM studies or a DICOMweb URL.")
         if path.is_dir() and (path / "datalist.json").exists():
-            result = load_datalist(path / "datalist.json", split)
+            result = cohort_from_datalist(path / "datalist.json", split)
         elif path.is_dir():
             result = load_dicom_folder(path)
         else:
-            result = load_datalist(path, split)
+            result = cohort_from_datalist(path, split)
     files, boxes = _ground_truth_index(ground_truth)
     label_map = _labels_csv(labels) if labels else {}
     updated = []

@@ -63,7 +63,8 @@ def test_report_embeds_every_promised_figure_as_png_after_the_scorecard(evaluate
         assert (out / "figures" / f"{figure_id}.png").read_bytes()[:4] == b"\x89PNG"
     assert page.index('id="scorecard"') < page.index('id="fig-auprc"')
     assert 'src="http' not in page and "<script" not in page            # self-contained
-    for section in ('id="settings"', 'id="method-settings"', 'id="seeds"', 'id="versions"', 'id="failures"'):
+    for section in ('id="settings"', 'id="method-settings"', 'id="seeds"', 'id="versions"', 'id="failures"',
+                    'id="localization-networks"'):
         assert section in page
     assert "aaa-broken" in page and results["fingerprint"] in page
 

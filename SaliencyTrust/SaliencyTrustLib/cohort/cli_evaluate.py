@@ -76,6 +76,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                        help="torch CPU threads per process (default: all cores / processes on this node)")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
     group.add_argument("--no-report", action="store_true", help="write results.json/CSV only, no HTML report")
+    group.add_argument("--write-dicom", action="store_true",
+                       help="also write per study and method a Parametric Map and a SEG, and the scorecard SR, "
+                            "in each DICOM study (OUT/dicom/<study>/)")
+    group.add_argument("--push", metavar="URL",
+                       help="with --write-dicom: store them to this DICOMweb server (e.g. the PACS the studies came "
+                            "from; credentials as for --cohort)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -158,6 +164,9 @@ def run(args: argparse.Namespace) -> int:
     from .sources import load_cohort
     from .summary import summary_text
 
+    if args.push and not args.write_dicom:
+        print("saliency-trust evaluate: --push stores the DICOM results: add --write-dicom.", file=sys.stderr)
+        return 2
     try:
         models = models_from_args(args)
         settings = settings_from_args(args)
@@ -180,4 +189,14 @@ def run(args: argparse.Namespace) -> int:
 
         report = write_report(args.out, results)
     print(summary_text(results, args.out, report))
+    if args.write_dicom:
+        from .dicom_results import write_dicom_results
+
+        outputs = write_dicom_results(args.out, results, cohort, push=args.push)
+        written = [s for s, o in outputs.items() if "files" in o]
+        print(f"DICOM: {len(written)} of {len(outputs)} studies written to {args.out}/dicom"
+              + (f", stored to {outputs[written[0]]['server']}" if written and args.push else ""))
+        for study_id, entry in outputs.items():
+            if "files" not in entry:
+                print(f"  {study_id}: {entry.get('skipped') or entry.get('error')}", file=sys.stderr)
     return 0 if results["cohort"]["n_units_stored"] else 4

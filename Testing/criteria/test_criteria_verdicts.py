@@ -89,3 +89,34 @@ def test_the_negative_controls_never_pass_and_each_fails_where_it_should(control
     # every row says whether it is a control; the trusted summary is about methods only
     assert all(r["details"]["control"] == r["method"].startswith("control_") for r in results["scorecard"]["rows"])
     assert set(results["scorecard"]["summary"]) >= {"gradient"}
+
+
+def test_the_study_faithful_guided_gradcam_is_the_normalized_product_without_a_second_clip(tmp_path):
+    """``method_postprocess={"guided_gradcam": "minmax"}``: the pipeline's map is the product of
+    the two normalized maps, min-max scaled, not clipped again at its 99th percentile."""
+    import torch
+
+    from SaliencyTrustLib.cohort import EvaluationSettings, StudyModels, evaluate_cohort, load_cohort
+    from SaliencyTrustLib.cohort.store import load_map, map_relpath
+    from SaliencyTrustLib.cohort.units import ORIGINAL, Unit
+    from SaliencyTrustLib.io import read_image, write_synthetic_cohort
+    from SaliencyTrustLib.networks import build_classifier
+    from SaliencyTrustLib.preprocessing import Preprocessing
+    from SaliencyTrustLib.saliency import compute_saliency
+
+    write_synthetic_cohort(tmp_path / "cohort", n=10, seed=2, size=32, write_seg=False)
+    torch.manual_seed(0)
+    model = build_classifier("densenet_small").eval()
+    pre = Preprocessing(in_channels=1, input_size=32)
+    settings = EvaluationSettings(methods=("guided_gradcam",), criteria=("localization",), controls=(),
+                                  method_postprocess={"guided_gradcam": "minmax"}, preprocessing=pre)
+    cohort = load_cohort(str(tmp_path / "cohort"))
+    results = evaluate_cohort(cohort, StudyModels(original=model), settings, tmp_path / "out", progress=False)
+    study = next(s for s in cohort.studies if s.study_id == results["localization"]["study_ids"][0])
+    x = torch.from_numpy(pre.image_to_model(read_image(study.image), 2)[0])[None]
+    stored = load_map(tmp_path / "out", map_relpath(Unit(study.study_id, "guided_gradcam", ORIGINAL)))
+    unclipped = compute_saliency(model, x, "guided_gradcam", postprocess="minmax")[0].numpy()
+    clipped = compute_saliency(model, x, "guided_gradcam", postprocess="paper")[0].numpy()
+    np.testing.assert_allclose(stored, unclipped, atol=1e-6)
+    assert not np.allclose(unclipped, clipped)                       # the second clip is really gone
+    assert results["settings"]["method_postprocess"] == {"guided_gradcam": "minmax"}

@@ -39,6 +39,9 @@ def add_setting_arguments(parser: argparse.ArgumentParser, defaults: Dict[str, A
     group.add_argument("--preset", default="paper", help="method preset: paper (the study's settings) or captum")
     group.add_argument("--method-param", action="append", default=[], metavar="METHOD.KEY=VALUE",
                        help="override one method parameter, e.g. smoothgrad.nt_samples=8 (VALUE is JSON); repeatable")
+    group.add_argument("--method-postprocess", action="append", default=[], metavar="METHOD=NAME",
+                       help="per-method post-processing: paper, minmax (no 99th-percentile clip: the study's Guided "
+                            "GradCAM, XRAI's raw gains) or abs_sum; repeatable")
     group.add_argument("--seed", type=int, default=0, help="weight randomization, sample, noise, pairs (default 0)")
     group.add_argument("--batch-size", type=int, default=defaults.get("batch_size", 8),
                        help="studies per batch (default %(default)s)")
@@ -142,7 +145,16 @@ def settings_from_args(args: argparse.Namespace, extra_params: Dict[str, Dict[st
         cascade_granularity=args.granularity, bn_policy=args.bn_policy, ssim_data_range=args.ssim_data_range,
         n_pairs=args.n_pairs, max_studies=args.max_studies, study_selection=args.study_selection,
         localization_baseline=args.localization_baseline, target_class=args.target_class,
-        consistency_target=args.consistency_target, randomization_target=args.randomization_target)
+        consistency_target=args.consistency_target, randomization_target=args.randomization_target,
+        method_postprocess=_method_postprocess(args.method_postprocess))
+
+
+def _method_postprocess(items) -> Dict[str, str]:
+    """``["guided_gradcam=minmax"]`` -> ``{"guided_gradcam": "minmax"}``."""
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--method-postprocess {item!r}: write METHOD=NAME, e.g. guided_gradcam=minmax.")
+    return dict(item.split("=", 1) for item in items)
 
 
 def configure_threads(threads: int | None) -> None:

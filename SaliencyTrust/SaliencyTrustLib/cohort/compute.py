@@ -223,7 +223,7 @@ def make_methods(settings: EvaluationSettings, methods: Sequence[str]) -> Dict[s
     # a control is already a map in [0, 1]: the "paper" clip at the 99th percentile would erase a
     # single bright pixel
     return {m: SaliencyMethod(m, preset=None, postprocess="abs_sum") if m in CONTROLS else
-            SaliencyMethod(m, preset=settings.preset, postprocess=settings.postprocess,
+            SaliencyMethod(m, preset=settings.preset, postprocess=settings.method_postprocess.get(m, settings.postprocess),
                            **settings.method_params.get(m, {})) for m in methods}
 
 

@@ -32,7 +32,7 @@ CHOICES: Dict[str, Tuple[str, ...]] = {
     "localization_baseline": ("average_mask", "randomized_model"),
     "consistency_target": ("own_prediction", "original_prediction"),
     "randomization_target": ("original_prediction", "own_prediction"),
-    "postprocess": ("paper", "abs_sum"),
+    "postprocess": ("paper", "abs_sum", "minmax"),
 }
 
 
@@ -72,6 +72,10 @@ class EvaluationSettings:
             (the trained model's, so every state explains the same output; default) or
             ``"own_prediction"`` (each state's own argmax, as the study's released scripts did).
         postprocess: map post-processing (``"paper"``: abs, sum, clip 99th percentile, [0, 1]).
+        method_postprocess: per-method override of ``postprocess``, e.g. ``{"guided_gradcam":
+            "minmax"}`` (the study's Guided GradCAM: the product of the two normalized maps, min-max
+            scaled without a second clip) or ``{"xrai": "minmax"}`` (XRAI's region gains without
+            the clip).
         controls: negative controls run beside the methods through every criterion
             (:data:`SaliencyTrustLib.saliency.registry.CONTROLS`; ``()`` for none).
         min_images: fewest images with both numbers for a verdict; fewer is "undecided"
@@ -97,6 +101,7 @@ class EvaluationSettings:
     consistency_target: str = "own_prediction"
     randomization_target: str = "original_prediction"
     postprocess: str = "paper"
+    method_postprocess: Dict[str, str] = field(default_factory=dict)
     controls: Tuple[str, ...] = CONTROLS
     min_images: int = 20
 
@@ -109,6 +114,11 @@ class EvaluationSettings:
         self.methods = tuple(self.methods)
         self.criteria = tuple(self.criteria)
         self.controls = tuple(self.controls)
+        self.method_postprocess = dict(self.method_postprocess or {})
+        for method, name in self.method_postprocess.items():
+            if name not in CHOICES["postprocess"] or method not in self.methods:
+                raise ValueError(f"method_postprocess {method}={name}: the method must be one of the methods and "
+                                 f"the post-processing one of {list(CHOICES['postprocess'])}.")
         wrong = sorted(set(self.controls) - set(CONTROLS))
         if wrong:
             raise ValueError(f"unknown controls {wrong}; choose among {list(CONTROLS)}.")

@@ -67,8 +67,16 @@ def postprocess_paper(maps: torch.Tensor, percentile: float = 99.0) -> torch.Ten
     return out
 
 
+def postprocess_minmax(maps: torch.Tensor) -> torch.Tensor:
+    """``|maps|`` summed over channels and min-max scaled to ``[0, 1]`` per sample, **without** the
+    99th-percentile clip (:func:`postprocess_paper` at ``percentile=100``): a map that is already
+    a normalized product (the study's Guided GradCAM) or XRAI's region gains as they rank."""
+    return postprocess_paper(maps, percentile=100.0)
+
+
 POSTPROCESSORS: Dict[str, Callable[..., torch.Tensor]] = {
     "paper": postprocess_paper,
+    "minmax": postprocess_minmax,
     "none": postprocess_none,
     "abs_sum": postprocess_abs_sum,
 }

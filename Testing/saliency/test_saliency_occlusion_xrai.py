@@ -114,3 +114,20 @@ def test_xrai_segments_are_computed_once_per_image_and_reused_with_identical_map
     assert len(calls) == 2 and other.shape == first.shape
     cached = next(iter(xrai_module._segment_cache.values()))
     assert not cached[0].flags.writeable
+
+
+def test_xrai_can_segment_a_grey_image_as_the_study_s_three_channel_copy():
+    """``segmentation_channels=3`` segments the grey image copied to 3 channels (the study's
+    scripts): Felzenszwalb's colour distance gives other segments than on the grey channel alone."""
+    import numpy as np
+
+    from SaliencyTrustLib.saliency.xrai import segment_masks
+
+    rng = np.random.default_rng(0)
+    image = rng.random((1, 64, 64))
+    image[:, 20:40, 20:40] += 1.0
+    grey = segment_masks(image, resize_to=None)
+    copied = segment_masks(image, resize_to=None, segmentation_channels=3)
+    same = segment_masks(np.repeat(image, 3, axis=0), resize_to=None)
+    assert len(copied) == len(same) and all(np.array_equal(a, b) for a, b in zip(copied, same))
+    assert len(copied) != len(grey) or not all(np.array_equal(a, b) for a, b in zip(copied, grey))

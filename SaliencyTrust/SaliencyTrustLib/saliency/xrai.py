@@ -103,8 +103,13 @@ def segment_masks(image: np.ndarray, *, segmentation: str = "auto",
                   felzenszwalb_scales: Sequence[float] = (50, 100, 150, 250, 500, 1200),
                   felzenszwalb_sigma: float = 0.8, felzenszwalb_min_size: int = 150,
                   resize_to: Optional[int] = 224, slic_segments: Sequence[int] = (64, 128, 256, 512, 1024),
-                  slic_compactness: float = 0.1, dilation_radius: Optional[float] = None) -> List[np.ndarray]:
+                  slic_compactness: float = 0.1, dilation_radius: Optional[float] = None,
+                  segmentation_channels: Optional[int] = None) -> List[np.ndarray]:
     """Multi-scale segment masks of one image ``(C, *spatial)``, as flat index arrays.
+
+    ``segmentation_channels``: segment a grey image (``C == 1``) copied to this many channels, as
+    the study's scripts segmented a 3-channel copy (``3``; Felzenszwalb's colour distance then
+    differs from the grey one); None: the channels as given.
 
     ``segmentation``: ``"felzenszwalb"`` (2D only, ``skimage.segmentation.felzenszwalb``),
     ``"slic"`` (2D/3D, ``skimage.segmentation.slic``), ``"auto"`` (Felzenszwalb in 2D, SLIC in
@@ -128,7 +133,9 @@ def segment_masks(image: np.ndarray, *, segmentation: str = "auto",
     if dilation_radius is None:
         dilation_radius = 5 if len(spatial) == 2 else 1
     channels_last = np.moveaxis(image, 0, -1)
-    multichannel = image.shape[0] > 1
+    if segmentation_channels and image.shape[0] == 1 and int(segmentation_channels) > 1:
+        channels_last = np.repeat(channels_last, int(segmentation_channels), axis=-1)
+    multichannel = channels_last.shape[-1] > 1
     label_images = []
     if method == "felzenszwalb":
         work = _rescale(channels_last, -1.0, 1.0)
@@ -220,14 +227,17 @@ def xrai(model: torch.nn.Module, x: torch.Tensor, target: TargetLike = None, *,
          felzenszwalb_sigma: float = 0.8, felzenszwalb_min_size: int = 150, resize_to: Optional[int] = 224,
          slic_segments: Sequence[int] = (64, 128, 256, 512, 1024), slic_compactness: float = 0.1,
          dilation_radius: Optional[float] = None, min_pixel_diff: int = 50, area_threshold: float = 1.0,
-         internal_batch_size: int = DEFAULT_INTERNAL_BATCH_SIZE) -> Tuple[torch.Tensor, torch.Tensor]:
+         internal_batch_size: int = DEFAULT_INTERNAL_BATCH_SIZE,
+         segmentation_channels: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """XRAI maps ``(B, C, *spatial)`` (region gains, repeated on the C channels) and the targets.
 
     Args:
         n_steps, approximation_method: Integrated Gradients' (study: 100 steps).
         baselines: IG baselines whose attributions are averaged (study: black ``"min"`` and white
             ``"max"``); each as :func:`.engine.resolve_baselines` accepts.
-        segmentation, felzenszwalb_*, resize_to, slic_*, dilation_radius: see :func:`segment_masks`.
+        segmentation, felzenszwalb_*, resize_to, slic_*, dilation_radius, segmentation_channels: see
+            :func:`segment_masks` (``segmentation_channels=3``: a grey image segmented as the study's
+            3-channel copy).
         min_pixel_diff, area_threshold: see :func:`xrai_regions`.
         internal_batch_size: IG path points per forward/backward pass.
     """
@@ -251,7 +261,7 @@ def xrai(model: torch.nn.Module, x: torch.Tensor, target: TargetLike = None, *,
         masks = cached_segment_masks(images[b], segmentation=segmentation, felzenszwalb_scales=felzenszwalb_scales,
                               felzenszwalb_sigma=felzenszwalb_sigma, felzenszwalb_min_size=felzenszwalb_min_size,
                               resize_to=resize_to, slic_segments=slic_segments, slic_compactness=slic_compactness,
-                              dilation_radius=dilation_radius)
+                              dilation_radius=dilation_radius, segmentation_channels=segmentation_channels)
         region_map, _ = xrai_regions(merged[b], masks, min_pixel_diff=min_pixel_diff, area_threshold=area_threshold)
         maps.append(torch.as_tensor(region_map, dtype=x.dtype))
     out = torch.stack(maps).to(x.device).unsqueeze(1)

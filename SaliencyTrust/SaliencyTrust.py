@@ -1641,7 +1641,7 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
 
     def _exportDicom(self, result, mapVolumes, scorecard, directory: Path, sourceDicomFiles) -> List[Path]:
         """Parametric Map + SEG (map >= 0.5) per method and the scorecard SR, over the source series."""
-        from SaliencyTrustLib.io.dicom_write import write_parametric_map, write_scorecard_sr, write_seg
+        from SaliencyTrustLib.cohort.dicom_results import write_study_objects
 
         sources = list(sourceDicomFiles or [])
         if not sources:
@@ -1650,20 +1650,7 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         if not sources:
             raise ValueError(_("DICOM export needs the input loaded from the DICOM database (DICOM "
                                "module); export files instead, or load the study as DICOM."))
-        directory.mkdir(parents=True, exist_ok=True)
-        written: List[Path] = []
-        evidence = []
-        for number, (method, volume) in enumerate(mapVolumes.items()):
-            path = directory / f"saliency_{method}_pm.dcm"
-            evidence.append(write_parametric_map(volume, sources, path, method=method,
-                                                 series_number=901 + 10 * number))
-            written.append(path)
-            path = directory / f"saliency_{method}_seg.dcm"
-            write_seg(volume, sources, path, threshold=0.5, method=method, series_number=902 + 10 * number)
-            written.append(path)
-        path = directory / "scorecard_sr.dcm"
-        write_scorecard_sr(scorecard, sources, path, further_evidence=evidence, sidecar=False)
-        written.append(path)
+        written = write_study_objects(mapVolumes, sources, directory, scorecard)
         if getattr(slicer, "dicomDatabase", None) is not None:
             from DICOMLib import DICOMUtils
 

@@ -34,6 +34,41 @@ def _dicom_sources(study, cohort: Cohort, root: Path) -> Optional[str]:
     return None
 
 
+def write_study_objects(map_volumes: Dict[str, Any], sources: Any, directory, scorecard: Any) -> List[Path]:
+    """The DICOM objects of one study in ``directory``: per method a Parametric Map
+    (``saliency_<method>_pm.dcm``) and a SEG of map >= 0.5 (``saliency_<method>_seg.dcm``), and the
+    scorecard SR (``scorecard_sr.dcm``) citing the maps; all over ``sources`` (the study's DICOM
+    files or folder). Used by ``evaluate --write-dicom`` and the Slicer module's export.
+
+    Args:
+        map_volumes: ``{method: ImageVolume}`` maps on the source series' grid.
+        sources: what :func:`SaliencyTrustLib.io.dicom_write.write_parametric_map` takes.
+        directory: output folder (created).
+        scorecard: a :class:`~SaliencyTrustLib.criteria.Scorecard`.
+
+    Returns:
+        The files written, in that order.
+    """
+    from ..io.dicom_write import write_parametric_map, write_scorecard_sr, write_seg
+    from ..io.safe_paths import safe_name
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written: List[Path] = []
+    evidence = []
+    for number, (method, volume) in enumerate(map_volumes.items()):
+        path = directory / f"saliency_{safe_name(method)}_pm.dcm"
+        evidence.append(write_parametric_map(volume, sources, path, method=method, series_number=901 + 10 * number))
+        written.append(path)
+        path = directory / f"saliency_{safe_name(method)}_seg.dcm"
+        write_seg(volume, sources, path, threshold=0.5, method=method, series_number=902 + 10 * number)
+        written.append(path)
+    path = directory / "scorecard_sr.dcm"
+    write_scorecard_sr(scorecard, sources, path, further_evidence=evidence, sidecar=False)
+    written.append(path)
+    return written
+
+
 def write_dicom_results(root, results: Dict[str, Any], cohort: Cohort, push: Optional[str] = None
                         ) -> Dict[str, Any]:
     """Write (and optionally store to ``push``) the DICOM objects of every evaluated study.
@@ -50,7 +85,6 @@ def write_dicom_results(root, results: Dict[str, Any], cohort: Cohort, push: Opt
     """
     from ..criteria import Scorecard
     from ..io import read_image
-    from ..io.dicom_write import write_parametric_map, write_scorecard_sr, write_seg
     from ..io.dicomweb import DicomWebStore, mask_url
     from ..io.safe_paths import child_path, safe_name
     from .store import write_json_atomic
@@ -67,21 +101,8 @@ def write_dicom_results(root, results: Dict[str, Any], cohort: Cohort, push: Opt
             continue
         try:
             folder = child_path(root / DICOM_DIR, safe_name(study_id))
-            folder.mkdir(parents=True, exist_ok=True)
-            written: List[Path] = []
-            evidence = []
-            for number, method in enumerate(sorted(maps)):
-                volume = read_image(root / native_relpath(study_id, method))
-                path = folder / f"{safe_name(method)}_pm.dcm"
-                evidence.append(write_parametric_map(volume, sources, path, method=method,
-                                                     series_number=901 + 10 * number))
-                written.append(path)
-                path = folder / f"{safe_name(method)}_seg.dcm"
-                write_seg(volume, sources, path, threshold=0.5, method=method, series_number=902 + 10 * number)
-                written.append(path)
-            path = folder / "scorecard_sr.dcm"
-            write_scorecard_sr(card, sources, path, further_evidence=evidence, sidecar=False)
-            written.append(path)
+            volumes = {method: read_image(root / native_relpath(study_id, method)) for method in sorted(maps)}
+            written = write_study_objects(volumes, sources, folder, card)
             entry: Dict[str, Any] = {"files": [str(p.relative_to(root)) for p in written]}
             if store is not None:
                 entry["stored"] = len(store.store(written))

@@ -30,8 +30,14 @@ def test_changed_configuration_is_refused_with_the_changed_keys_then_restart_cle
     with pytest.raises(ConfigurationChangedError, match=r"settings\.seed.*--restart"):
         prepare_run_folder(tmp_path, other)
     assert done_unit_keys(tmp_path) == {"s1|gradient|original"}   # nothing was touched
+    (tmp_path / "native" / "s1").mkdir(parents=True)                 # what the old run wrote besides
+    (tmp_path / "native" / "s1" / "gradient.nii.gz").write_bytes(b"old map")
+    (tmp_path / "results.json").write_text("{}")
+    (tmp_path / "notes.txt").write_text("the user's own file")
     prepare_run_folder(tmp_path, other, restart=True)
     assert done_unit_keys(tmp_path) == set() and not (tmp_path / "maps").exists()
+    assert not (tmp_path / "native").exists() and not (tmp_path / "results.json").exists()
+    assert (tmp_path / "notes.txt").read_text() == "the user's own file"
 
 
 def test_a_database_of_another_configuration_is_refused(tmp_path):

@@ -17,11 +17,8 @@ from .plan import RunPlan
 from .prepare import PreparedStudy, prepare_study, read_mask_only
 from .settings import EvaluationSettings
 from .sources import Cohort
-from .store import RankStore, UnitRecord, _safe_name, done_unit_keys, load_map, map_relpath
+from .store import INPUTS_DIR, NATIVE_DIR, RankStore, UnitRecord, _safe_name, done_unit_keys, load_map, map_relpath
 from .units import LOCALIZER, ORIGINAL, REPLICATE, SECOND_ARCH, Unit, derive_seed, shard
-
-INPUTS_DIR = "inputs"
-NATIVE_DIR = "native"
 
 
 @dataclass

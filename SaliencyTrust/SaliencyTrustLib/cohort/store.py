@@ -40,6 +40,14 @@ PathLike = Union[str, Path]
 RUN_FILE = "run.json"
 STORE_DIR = "store"
 MAPS_DIR = "maps"
+#: Maps back on each study's own grid, and the gallery's inputs (written by :mod:`.compute`).
+NATIVE_DIR = "native"
+INPUTS_DIR = "inputs"
+#: Everything else a run writes into its folder (assembly, report, DICOM results): removed with
+#: the run, so a restarted configuration never shows a file of the one before.
+DERIVED_DIRS = ("figures", "dicom")
+DERIVED_FILES = ("results.json", "units.csv", "scorecard.json", "scorecard.csv", "timing.json",
+                 "dicom_outputs.json", "report.html")
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -163,13 +171,16 @@ def prepare_run_folder(root: PathLike, config: Mapping[str, Any], restart: bool 
 
 
 def clear_results(root: PathLike) -> None:
-    """Delete ``run.json``, the unit databases and the maps of ``root`` (nothing else)."""
+    """Delete what a run wrote in ``root``: ``run.json``, the unit databases, the maps (model grid
+    and native grid), the gallery inputs and the assembled files, report and DICOM results
+    (nothing else: a user's own files in the folder stay)."""
     import shutil
 
     root = Path(root)
-    for name in (STORE_DIR, MAPS_DIR):
+    for name in (STORE_DIR, MAPS_DIR, NATIVE_DIR, INPUTS_DIR, *DERIVED_DIRS):
         shutil.rmtree(root / name, ignore_errors=True)
-    (root / RUN_FILE).unlink(missing_ok=True)
+    for name in (RUN_FILE, *DERIVED_FILES):
+        (root / name).unlink(missing_ok=True)
 
 
 def read_run_file(root: PathLike) -> Dict[str, Any]:

@@ -140,15 +140,10 @@ def save_localizer(model: nn.Module, path: Union[str, os.PathLike], name: str,
 
 
 def _check_fit(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path, name: str) -> None:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or wrong:
-        details = [f"{len(missing)} missing (e.g. {missing[:3]})"] if missing else []
-        details += [f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})"] if unexpected else []
-        details += [f"{len(wrong)} of another shape (e.g. {wrong[0]}: file {tuple(state[wrong[0]].shape)} vs "
-                    f"network {tuple(expected[wrong[0]].shape)})"] if wrong else []
+    from .networks import weights_mismatch
+
+    details = weights_mismatch(model, state)
+    if details:
         raise ValueError(f"{path}: the weights do not fit the localizer {name!r}: " + "; ".join(details)
                          + f". Pass the localizer they were trained with (name=one of {available_localizers()}, and "
                            "the same spatial_dims / in_channels), or load your own network with "

@@ -306,14 +306,13 @@ def load_model(spec: ModelSpec, device: Any = "cpu"):
 
 def _load_into(network, state: Mapping[str, Any], path: Path, label: str):
     """``network`` with ``state`` loaded, or a :class:`ModelError` listing what does not fit."""
-    from .networks import check_weights_fit
+    from .networks import weights_mismatch
 
-    try:
-        check_weights_fit(network, state, source=str(path), name=label)
-    except ValueError as error:
-        details = str(error).split(": ", 1)[-1].split(". Pass the architecture")[0]
-        raise ModelError(path, details + ".", "pass the factory / architecture the weights were trained with "
-                         "(--model-factory, --model-kwargs, --model-name).") from None
+    details = weights_mismatch(network, state)
+    if details:
+        raise ModelError(path, f"the weights do not fit the network {label!r}: " + "; ".join(details) + ".",
+                         "pass the factory / architecture the weights were trained with "
+                         "(--model-factory, --model-kwargs, --model-name).")
     network.load_state_dict(state)
     return network
 

@@ -141,6 +141,25 @@ def _resolve_weights(path_or_bundle_dir: Union[str, os.PathLike]) -> Tuple[Path,
     return path, known.get(path.name) if path.parent.name == "models" else None
 
 
+def weights_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor]) -> list:
+    """What keeps ``state`` from loading into ``model``, in words (empty when it fits): counts and
+    examples of missing, unexpected and mis-shaped parameters."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+    details = []
+    if missing:
+        details.append(f"{len(missing)} missing (e.g. {missing[:3]})")
+    if unexpected:
+        details.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+    if wrong_shape:
+        k = wrong_shape[0]
+        details.append(f"{len(wrong_shape)} of another shape (e.g. {k}: file {tuple(state[k].shape)} vs network "
+                       f"{tuple(expected[k].shape)})")
+    return details
+
+
 def check_weights_fit(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "weights",
                       name: Optional[str] = None) -> None:
     """Raise a ``ValueError`` that lists what does not fit when ``state`` is not exactly ``model``'s.
@@ -151,20 +170,8 @@ def check_weights_fit(model: nn.Module, state: Mapping[str, torch.Tensor], sourc
         source: how to name the weights in the message (a path).
         name: the network's name, for the message.
     """
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong_shape = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or wrong_shape:
-        details = []
-        if missing:
-            details.append(f"{len(missing)} missing (e.g. {missing[:3]})")
-        if unexpected:
-            details.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
-        if wrong_shape:
-            k = wrong_shape[0]
-            details.append(f"{len(wrong_shape)} of another shape (e.g. {k}: file {tuple(state[k].shape)} vs network "
-                           f"{tuple(expected[k].shape)})")
+    details = weights_mismatch(model, state)
+    if details:
         raise ValueError(
             f"{source}: the weights do not fit the network {name or type(model).__name__!r}: " + "; ".join(details)
             + f". Pass the architecture they were trained with (name=one of {available_classifiers()}, "
@@ -175,23 +182,6 @@ def spatial_dims_of_weights(state: Mapping[str, torch.Tensor]) -> int:
     """2 or 3: the rank of a state dict's convolution kernels (``(out, in, kH, kW)``: 2D,
     ``(out, in, kD, kH, kW)``: 3D); 2 when it holds no convolution."""
     return 3 if any(key.endswith("weight") and tensor.ndim == 5 for key, tensor in state.items()) else 2
-
-
-def weights_file(path_or_bundle_dir: Union[str, os.PathLike]) -> Path:
-    """The weight file behind ``path_or_bundle_dir`` (a bundle folder means its
-    ``models/model.pt``).
-
-    Raises:
-        FileNotFoundError: neither a weight file nor a bundle folder holding one.
-    """
-    return _resolve_weights(path_or_bundle_dir)[0]
-
-
-def weights_spatial_dims(path_or_bundle_dir: Union[str, os.PathLike]) -> int:
-    """2 or 3 for a weight file or bundle folder (see :func:`spatial_dims_of_weights`)."""
-    path = weights_file(path_or_bundle_dir)
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    return spatial_dims_of_weights(_state_dict_from_checkpoint(checkpoint, path)[0])
 
 
 def model_spatial_dims(model: nn.Module) -> int:

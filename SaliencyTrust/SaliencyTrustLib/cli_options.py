@@ -9,10 +9,12 @@ import argparse
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-#: The three model roles of a study and their option prefixes.
+#: The model roles of a study and their option prefixes.
 ROLES = (("original", "model", "the trained classifier"),
          ("replicate", "replicate", "a second model of the same architecture trained apart (repeatability)"),
-         ("second_arch", "second-arch", "a model of another architecture (reproducibility)"))
+         ("second_arch", "second-arch", "a model of another architecture (reproducibility)"),
+         ("label_randomized", "label-randomized",
+          "the same architecture trained on permuted labels (the data_randomization criterion)"))
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, roles=ROLES, bundle: bool = True) -> None:
@@ -21,7 +23,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, roles=ROLES, bundle: bo
         "with --allow-pickle)")
     if bundle:
         group.add_argument("--bundle", help="MONAI bundle folder: its network_def + models/model.pt "
-                                            "(+ model_replicate.pt, model_second_arch.pt)")
+                                            "(+ model_replicate.pt, model_second_arch.pt, "
+                                            "model_label_randomized.pt)")
     for _, flag, meaning in roles:
         group.add_argument(f"--{flag}", help=f"{meaning}: weight file, TorchScript file or bundle folder")
         group.add_argument(f"--{flag}-name", help="its built-in architecture (densenet_small, resnet_small, "
@@ -79,8 +82,10 @@ def models_from_args(args: argparse.Namespace):
         raise ModelError(None, "no model given.", "pass --bundle BUNDLE_DIR or --model PATH.")
     replicate = _spec(args, "replicate", fallback=original)
     second = _spec(args, "second-arch")
+    label_randomized = _spec(args, "label-randomized", fallback=original)
     models.replicate = replicate or models.replicate
     models.second_arch = second or models.second_arch
+    models.label_randomized = label_randomized or models.label_randomized
     return models
 
 

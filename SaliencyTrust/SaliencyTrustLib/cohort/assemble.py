@@ -23,7 +23,7 @@ from .settings import EvaluationSettings
 from .compute import make_methods, native_relpath
 from .store import (_safe_name, iter_records_sorted, load_map, map_relpath, read_failures, read_run_file,
                     write_json_atomic)
-from .settings import CRITERIA
+from .settings import ALL_CRITERIA
 from .units import CASCADE_PREFIX, LOCALIZER, ORIGINAL, REPLICATE, SECOND_ARCH, Unit
 
 #: Repeatability / reproducibility references of the study: SSIM between two independently trained
@@ -38,15 +38,18 @@ def rules(localization_baseline: str = "average_mask") -> Dict[str, str]:
     from ..criteria.localization import LOCALIZATION_RULE
     from ..criteria.sensitivity import SENSITIVITY_RULES
 
+    from .assemble_beyond import BEYOND_RULES
+
     baseline = "average mask" if localization_baseline == "average_mask" else "fully randomized model"
     return {"localization": LOCALIZATION_RULE.format(baseline=baseline),
             "randomization": SENSITIVITY_RULES["final"],
             "repeatability": CONSISTENCY_RULES["different_image"],
-            "reproducibility": CONSISTENCY_RULES["different_image"]}
+            "reproducibility": CONSISTENCY_RULES["different_image"], **BEYOND_RULES}
 
 
 METRIC_COLUMNS = ("auprc", "auprc_mean_mask", "ssim_vs_original", "spearman_vs_original", "target", "predicted",
-                  "probability", "ssim_localizers", "auprc_localizer_replicate")
+                  "probability", "ssim_localizers", "auprc_localizer_replicate", "auprc_shortcut", "shortcut_present",
+                  "deletion_auc", "insertion_auc", "deletion_auc_random", "insertion_auc_random")
 
 
 def _clean(value: Optional[float]) -> Optional[float]:
@@ -203,7 +206,7 @@ def assemble_results(root, plan, settings: EvaluationSettings, progress: bool = 
             "models": {k: plan.config["models"].get(k) for k in ("localizer", "localizer_replicate")}}
 
     baseline: Dict[str, Any] = {}
-    if set(criteria) & {"randomization", "repeatability", "reproducibility"}:
+    if set(criteria) & {"randomization", "repeatability", "reproducibility", "data_randomization", "robustness"}:
         images = sample + sorted(plan.references)
         for m in tqdm(scored, desc="different-image baseline", disable=not progress, leave=False):
             baseline[m] = _different_image_baseline(root, records, images, sample, m, settings)
@@ -239,6 +242,9 @@ def assemble_results(root, plan, settings: EvaluationSettings, progress: bool = 
                               "reference": REFERENCE_SSIM, "different_image_baseline": baseline,
                               "rule": rules()[criterion]}
 
+    from .assemble_beyond import beyond_blocks
+
+    beyond_blocks(results, plan, settings, metric, summarize)
     card = build_scorecard(results)
     results["scorecard"] = card.to_dict()
     results["gallery"] = _gallery(root, plan, methods, records)
@@ -255,6 +261,10 @@ def _criterion_numbers(results: Dict[str, Any], criterion: str, method: str):
     n_sample = results["cohort"]["n_sample"]
     for key in ("ssim_per_study", "spearman_per_study"):      # no baseline (one image): undefined pairs
         baseline[key] = baseline.get(key) or [None] * n_sample
+    if criterion not in ("localization", "randomization", "repeatability", "reproducibility"):
+        from .assemble_beyond import beyond_criterion_numbers
+
+        return beyond_criterion_numbers(results, criterion, method, baseline)
     if criterion == "localization":
         loc = results.get("localization")
         if not loc:
@@ -345,7 +355,7 @@ def build_scorecard(results: Dict[str, Any]):
                                         f"undecided when it includes 0 or with fewer than {min_images} images",
                              "preprocessing": results["preprocessing"]}, versions=results["versions"])
     controls = results.get("controls", [])
-    for criterion in CRITERIA:
+    for criterion in ALL_CRITERIA:
         numbers = {m: _criterion_numbers(results, criterion, m) for m in results["methods"] + controls}
         verdicts, states = {}, {}
         for m, found in numbers.items():
@@ -378,12 +388,21 @@ def build_scorecard(results: Dict[str, Any]):
                 if status == "pass" and rank.status != "pass":
                     extra["flag"] = "passes on SSIM but not on rank correlation (Binder et al. 2023)"
                 per_image = per_image[states[m]] if states[m] is not None else []
+            if criterion == "data_randomization":
+                block = results["data_randomization"]
+                rank_baseline = (results["different_image_baseline"][m].get("spearman_per_study")
+                                 or [None] * results["cohort"]["n_sample"])
+                rank = paired_verdict(block["spearman"][m], rank_baseline, higher_is_better=False,
+                                      min_images=min_images, seed=seed)
+                extra["rank_verdict"] = rank.to_dict()
+                if status == "pass" and rank.status != "pass":
+                    extra["flag"] = "passes on SSIM but not on rank correlation (Binder et al. 2023)"
             if m not in controls and status == "pass":
                 unbeaten = []
                 for control in controls:
                     if verdicts.get(control) is None or verdicts[control].status != "pass":
                         continue
-                    if criterion in ("repeatability", "reproducibility") and control in MODEL_INDEPENDENT:
+                    if criterion in ("repeatability", "reproducibility", "robustness") and control in MODEL_INDEPENDENT:
                         continue
                     theirs = numbers[control][2]
                     if criterion == "randomization":          # the control at its own verdict state

@@ -28,6 +28,8 @@ from .settings import CHOICES
 #: The study's eight methods (kept here as strings so ``--help`` does not import torch).
 PAPER_METHODS = "gradient,smoothgrad,integrated_gradients,smoothgrad_ig,gradcam,guided_backprop,guided_gradcam,xrai"
 CRITERIA = "localization,randomization,repeatability,reproducibility"
+#: The criteria beyond the study (docs/beyond-the-study.md); ``--criteria all`` = both lists.
+BEYOND = "shortcut,data_randomization,faithfulness,robustness"
 
 
 def add_setting_arguments(parser: argparse.ArgumentParser, defaults: Dict[str, Any] | None = None) -> None:
@@ -35,7 +37,9 @@ def add_setting_arguments(parser: argparse.ArgumentParser, defaults: Dict[str, A
     group = parser.add_argument_group("what to compute (every option here enters the configuration fingerprint)")
     group.add_argument("--methods", default=defaults.get("methods", PAPER_METHODS),
                        help="comma-separated saliency methods (default: the study's eight)")
-    group.add_argument("--criteria", default=CRITERIA, help=f"comma-separated subset of {CRITERIA}")
+    group.add_argument("--criteria", default=CRITERIA,
+                       help=f"comma-separated subset of {CRITERIA} (the study's, default) and {BEYOND} (beyond "
+                            "the study); 'all' for every one, 'study' / 'beyond' for either list")
     group.add_argument("--preset", default="paper", help="method preset: paper (the study's settings) or captum")
     group.add_argument("--method-param", action="append", default=[], metavar="METHOD.KEY=VALUE",
                        help="override one method parameter, e.g. smoothgrad.nt_samples=8 (VALUE is JSON); repeatable")
@@ -68,6 +72,17 @@ def add_setting_arguments(parser: argparse.ArgumentParser, defaults: Dict[str, A
     group.add_argument("--randomization-target", default="original_prediction", choices=CHOICES["randomization_target"],
                        help="class a randomized model explains: the trained model's (default) or each state's own "
                             "(the study's released scripts)")
+    group.add_argument("--faithfulness-steps", type=int, default=20,
+                       help="faithfulness: points of the deletion / insertion curves less one (default 20)")
+    group.add_argument("--faithfulness-fill", default="blur", choices=CHOICES["faithfulness_fill"],
+                       help="faithfulness: what a removed pixel becomes (default blur: the blurred image)")
+    group.add_argument("--faithfulness-batch", type=int, default=32,
+                       help="faithfulness: perturbed inputs per forward pass, the memory bound (default 32)")
+    group.add_argument("--robustness-noise-sigma", type=float, default=None,
+                       help="robustness: noise standard deviation in model-input units (default: each image's own "
+                            "noise level, estimated)")
+    group.add_argument("--robustness-shift", type=int, default=2,
+                       help="robustness: input shift in model-grid pixels along every axis (default 2; 0 = none)")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -139,14 +154,28 @@ def settings_from_args(args: argparse.Namespace, extra_params: Dict[str, Dict[st
         raise ValueError(f"--methods: unknown method(s) {wrong}; choose among {available_methods()}.")
     return EvaluationSettings(
         methods=methods, preset=args.preset, method_params={m: params[m] for m in sorted(params)},
-        criteria=tuple(c.strip() for c in args.criteria.split(",") if c.strip()), seed=args.seed,
+        criteria=parse_criteria(args.criteria), seed=args.seed,
         batch_size=args.batch_size, sample_size=args.sample_size,
         preprocessing=preprocessing if preprocessing is not None else preprocessing_from_args(args),
         cascade_granularity=args.granularity, bn_policy=args.bn_policy, ssim_data_range=args.ssim_data_range,
         n_pairs=args.n_pairs, max_studies=args.max_studies, study_selection=args.study_selection,
         localization_baseline=args.localization_baseline, target_class=args.target_class,
         consistency_target=args.consistency_target, randomization_target=args.randomization_target,
-        method_postprocess=_method_postprocess(args.method_postprocess))
+        method_postprocess=_method_postprocess(args.method_postprocess),
+        faithfulness_steps=args.faithfulness_steps, faithfulness_fill=args.faithfulness_fill,
+        faithfulness_batch=args.faithfulness_batch, robustness_noise_sigma=args.robustness_noise_sigma,
+        robustness_shift=args.robustness_shift)
+
+
+def parse_criteria(text: str) -> tuple:
+    """``--criteria``: names, or ``all`` / ``study`` / ``beyond`` for the lists (combinable)."""
+    groups = {"all": f"{CRITERIA},{BEYOND}", "study": CRITERIA, "beyond": BEYOND}
+    names = []
+    for item in (c.strip() for c in text.split(",") if c.strip()):
+        for name in groups.get(item, item).split(","):
+            if name not in names:
+                names.append(name)
+    return tuple(names)
 
 
 def _method_postprocess(items) -> Dict[str, str]:

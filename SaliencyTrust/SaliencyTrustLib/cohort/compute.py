@@ -18,7 +18,8 @@ from .prepare import PreparedStudy, prepare_study, read_mask_only
 from .settings import EvaluationSettings
 from .sources import Cohort
 from .store import INPUTS_DIR, NATIVE_DIR, RankStore, UnitRecord, _safe_name, done_unit_keys, load_map, map_relpath
-from .units import LOCALIZER, ORIGINAL, REPLICATE, SECOND_ARCH, Unit, derive_seed, shard
+from .units import LABEL_RANDOMIZED, LOCALIZER, NOISE, ORIGINAL, PERTURBED, REPLICATE, SECOND_ARCH, SHIFT, Unit, \
+    derive_seed, shard
 
 
 @dataclass
@@ -99,6 +100,15 @@ def _metrics_for(state: str, plan: RunPlan, maps: np.ndarray, batch: List[Prepar
                 out[i]["auprc"] = float(v)
         for i in range(len(batch)):
             out[i].setdefault("auprc", float("nan"))
+    if state in (ORIGINAL, final_state):
+        for i, p in enumerate(batch):
+            if p.shortcut is not None:
+                out[i]["shortcut_present"] = float(p.shortcut.any())
+        marked = [i for i, p in enumerate(batch) if p.shortcut is not None and p.shortcut.any()]
+        if marked:
+            values = np.asarray(auprc(maps[marked], np.stack([batch[i].shortcut for i in marked])), np.float64).ravel()
+            for i, v in zip(marked, values):
+                out[i]["auprc_shortcut"] = float(v)
     if state == ORIGINAL:
         baseline_maps = [mean_mask.for_study(m) if (mean_mask is not None and m is not None and m.any()) else None
                          for m in masks]
@@ -211,6 +221,58 @@ def _localizer_units(store, root: Path, done, stats, rank: int, loaded: LoadedMo
     return len(batch)
 
 
+def _perturbed(state: str, images, batch_ids: List[str], prepared: Dict[str, PreparedStudy],
+               settings: EvaluationSettings):
+    """The robustness criterion's input: Gaussian noise of each image's own noise level (or
+    ``robustness_noise_sigma``), seeded per study, or the image shifted by ``robustness_shift``
+    pixels along every spatial axis (edge-replicated)."""
+    import torch
+
+    from ..metrics.perturbations import add_gaussian_noise, estimate_noise_sigma, shift_images
+
+    if state == SHIFT:
+        return shift_images(images, _shift_offset(settings, images.ndim - 2))
+    noisy = []
+    for i, study_id in enumerate(batch_ids):
+        sigma = settings.robustness_noise_sigma
+        if sigma is None:
+            sigma = estimate_noise_sigma(prepared[study_id].image)
+        noisy.append(add_gaussian_noise(images[i:i + 1], float(sigma), derive_seed(settings.seed, NOISE, study_id)))
+    return torch.cat(noisy)
+
+
+def _shift_offset(settings: EvaluationSettings, spatial_dims: int) -> Tuple[int, ...]:
+    return (int(settings.robustness_shift),) * spatial_dims
+
+
+class _Faithfulness:
+    """Deletion / insertion areas of each map of the sample, and of a random pixel order (the
+    baseline, one per study, drawn from ``(seed, study)`` so it is the same for every method)."""
+
+    def __init__(self, settings: EvaluationSettings) -> None:
+        from ..metrics.faithfulness import DeletionInsertion
+
+        self.settings = settings
+        self.curves = DeletionInsertion(steps=settings.faithfulness_steps, fill=settings.faithfulness_fill,
+                                        internal_batch_size=settings.faithfulness_batch)
+        self.random: Dict[str, Tuple[float, float]] = {}
+
+    def numbers(self, model, images, maps: np.ndarray, targets, study_ids: List[str]) -> List[Dict[str, float]]:
+        from ..metrics.faithfulness import random_order_maps
+
+        missing = [i for i, s in enumerate(study_ids) if s not in self.random]
+        if missing:
+            seeds = [derive_seed(self.settings.seed, "random order", study_ids[i]) for i in missing]
+            random_maps = random_order_maps(tuple(maps[missing].shape), seeds)
+            found = self.curves(model, images[missing], random_maps, targets[missing])
+            for k, i in enumerate(missing):
+                self.random[study_ids[i]] = (float(found.deletion_auc[k]), float(found.insertion_auc[k]))
+        found = self.curves(model, images, maps, targets)
+        return [{"deletion_auc": float(found.deletion_auc[i]), "insertion_auc": float(found.insertion_auc[i]),
+                 "deletion_auc_random": self.random[s][0], "insertion_auc_random": self.random[s][1]}
+                for i, s in enumerate(study_ids)]
+
+
 def make_methods(settings: EvaluationSettings, methods: Sequence[str]) -> Dict[str, Any]:
     """The study's :class:`~SaliencyTrustLib.saliency.SaliencyMethod` objects by name."""
     from ..saliency import SaliencyMethod
@@ -256,6 +318,8 @@ def compute_steps(plan: RunPlan, cohort: Cohort, loaded: LoadedModels, settings:
                  else None)
     methods = make_methods(settings, methods_run)
     gallery = set(plan.gallery)
+    sample = set(plan.sample)
+    faithfulness = _Faithfulness(settings) if "faithfulness" in plan.criteria else None
     with RankStore(root, context.rank, fingerprint) as store:
         for group in mine:
             missing = [u for u in plan.units_of(group.study_ids, methods_run) if u.key not in done]
@@ -299,6 +363,8 @@ def compute_steps(plan: RunPlan, cohort: Cohort, loaded: LoadedModels, settings:
                 yield Progress(finished, total, f"localization networks: {len(located)} map(s)")
             needed = {u.model_state for u in missing if u.method != LOCALIZER}
             originals: Dict[Tuple[str, str], np.ndarray] = {}
+            if faithfulness is not None:
+                faithfulness.random.clear()                # one random order per study, kept per group
             for state, model in loaded.states(needed, plan.cascade_states):
                 batch_ids = [s for s in ordered if state in plan.states[s]]
                 if not batch_ids:
@@ -307,11 +373,16 @@ def compute_steps(plan: RunPlan, cohort: Cohort, loaded: LoadedModels, settings:
                 images = images_all[index]
                 prediction = None
                 targets = torch.tensor([original_targets[s] for s in batch_ids], device=images.device)
-                if state in (REPLICATE, SECOND_ARCH):
+                if state in PERTURBED:
+                    images = _perturbed(state, images, batch_ids, prepared, settings)
+                if state in (REPLICATE, SECOND_ARCH, LABEL_RANDOMIZED) + PERTURBED:
                     own, own_probabilities = _predict(model, images)
                     prediction = [(int(c), float(p)) for c, p in
                                   zip(own.tolist(), own_probabilities.max(dim=1).values.tolist())]
-                    if settings.target_class is None and settings.consistency_target == "own_prediction":
+                    own_target = settings.target_class is None and (
+                        (state in (REPLICATE, SECOND_ARCH) and settings.consistency_target == "own_prediction")
+                        or (state == LABEL_RANDOMIZED and settings.randomization_target == "own_prediction"))
+                    if own_target:
                         targets = own
                 elif state == ORIGINAL:
                     prediction = [original_prediction[s] for s in batch_ids]
@@ -334,6 +405,10 @@ def compute_steps(plan: RunPlan, cohort: Cohort, loaded: LoadedModels, settings:
                         continue
                     maps_kept = np.stack([maps[i] for i in keep]).astype(np.float32)
                     kept_ids = [batch_ids[i] for i in keep]
+                    if state == SHIFT:                     # compared with the clean map on the same pixels
+                        from ..metrics.perturbations import unshift_maps
+
+                        maps_kept = unshift_maps(maps_kept, _shift_offset(settings, maps_kept.ndim - 1))
                     if state == ORIGINAL:
                         for study_id, saliency_map in zip(kept_ids, maps_kept):
                             originals[(study_id, method_name)] = saliency_map
@@ -349,6 +424,14 @@ def compute_steps(plan: RunPlan, cohort: Cohort, loaded: LoadedModels, settings:
                             position = batch_ids.index(s)
                             numbers[i]["target"] = float(targets[position].item())
                             numbers[i]["predicted"], numbers[i]["probability"] = map(float, prediction[position])
+                    if state == ORIGINAL and faithfulness is not None:
+                        faithful = [i for i, s in enumerate(kept_ids) if s in sample]
+                        if faithful:
+                            rows = [batch_ids.index(kept_ids[i]) for i in faithful]
+                            found = faithfulness.numbers(model, images[rows], maps_kept[faithful], targets[rows],
+                                                         [kept_ids[i] for i in faithful])
+                            for i, values in zip(faithful, found):
+                                numbers[i].update(values)
                     for study_id, saliency_map, values in zip(kept_ids, maps_kept, numbers):
                         unit = Unit(study_id, method_name, state)
                         if unit.key in done:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any, Dict, Iterator, Optional, Sequence, Set, Tuple
 
 from .settings import EvaluationSettings, StudyModels
-from .units import ORIGINAL, REPLICATE, SECOND_ARCH
+from .units import LABEL_RANDOMIZED, ORIGINAL, PERTURBED, REPLICATE, SECOND_ARCH
+
+#: The classifiers of a study (each explained by the saliency methods).
+CLASSIFIERS = (ORIGINAL, REPLICATE, SECOND_ARCH, LABEL_RANDOMIZED)
 
 
 class LoadedModels:
@@ -22,7 +25,7 @@ class LoadedModels:
         self.device = device
         self.settings = settings
         self.described: Dict[str, Any] = {}
-        for state in (ORIGINAL, REPLICATE, SECOND_ARCH):
+        for state in CLASSIFIERS:
             given = getattr(models, state)
             if given is None:
                 setattr(self, state, None)
@@ -41,7 +44,7 @@ class LoadedModels:
         self.preprocessing = settings.preprocessing.resolved(self.spatial_dims, _in_channels(original))
         shape = (1, self.preprocessing.in_channels, *self.preprocessing.model_shape(self.spatial_dims))
         self.num_classes = {}
-        for state in (ORIGINAL, REPLICATE, SECOND_ARCH):
+        for state in CLASSIFIERS:
             model = getattr(self, state)
             if model is not None:
                 source = getattr(models, state)
@@ -105,9 +108,12 @@ class LoadedModels:
         """``(state, model)`` for the needed states, in computing order (original first)."""
         from ..criteria import cascading_randomization
 
-        for name in (ORIGINAL, REPLICATE, SECOND_ARCH):
+        for name in CLASSIFIERS:
             if name in needed:
                 yield name, getattr(self, name)
+        for name in PERTURBED:                 # the original model; compute perturbs the input
+            if name in needed:
+                yield name, self.original
         if needed & set(cascade_states):
             last_needed = max(cascade_states.index(s) for s in needed if s in cascade_states)
             stream = iter(cascading_randomization(self.original, granularity=self.settings.cascade_granularity,

@@ -11,8 +11,8 @@ import numpy as np
 from .loaded_models import LoadedModels
 from .settings import EvaluationSettings
 from .sources import Cohort, StudyRef, select_positive
-from .units import (CASCADE_PREFIX, LOCALIZER, ORIGINAL, REPLICATE, SECOND_ARCH, StudyGroup, Unit, derive_seed,
-                    make_groups)
+from .units import (CASCADE_PREFIX, LABEL_RANDOMIZED, LOCALIZER, NOISE, ORIGINAL, REPLICATE, SECOND_ARCH, SHIFT,
+                    StudyGroup, Unit, derive_seed, make_groups)
 
 #: Studies of the sample whose input and mask are kept for the report's gallery.
 GALLERY_SIZE = 4
@@ -33,6 +33,7 @@ class RunPlan:
         references: ids of the reference studies (different-image baseline only).
         skipped_criteria / skipped_methods: what cannot run, with the reason.
         methods: the methods that run; controls: the negative controls that run beside them.
+        criteria: the criteria that run (the settings' less the skipped ones).
     """
 
     studies: Dict[str, StudyRef]
@@ -48,6 +49,7 @@ class RunPlan:
     methods: List[str] = field(default_factory=list)
     controls: List[str] = field(default_factory=list)
     localizer: bool = False
+    criteria: List[str] = field(default_factory=list)
 
     @property
     def scored(self) -> List[str]:
@@ -129,6 +131,17 @@ def make_plan(cohort: Cohort, settings: EvaluationSettings, loaded: LoadedModels
                                     "give the weights and a --model-factory")
     if loaded.scripted and "localization" in criteria and settings.localization_baseline == "randomized_model":
         skipped["localization"] = "the randomized-model baseline needs a randomizable model, not TorchScript"
+    if "data_randomization" in criteria and loaded.label_randomized is None:
+        skipped["data_randomization"] = ("no label-randomized model (the same architecture trained on permuted "
+                                         "labels: MonaiBundle/configs/train_label_randomized.json)")
+    if "shortcut" in criteria and not any(s.shortcut is not None for s in chosen):
+        skipped["shortcut"] = ("no study has a shortcut region (give datalist items a 'shortcut' mask of the "
+                               "confounder, e.g. saliency-trust synth --shortcut)")
+    elif "shortcut" in criteria and loaded.scripted:
+        skipped["shortcut"] = ("its baseline is the same method on the fully randomized model, and a TorchScript "
+                               "model cannot be randomized; give the weights and a --model-factory")
+    if "robustness" in criteria and not settings.robustness_shift and settings.robustness_noise_sigma == 0:
+        skipped["robustness"] = "no perturbation (robustness_shift 0 and robustness_noise_sigma 0)"
     criteria -= set(skipped)
     skipped_methods = unsupported_methods(loaded.original, settings.methods)
     methods = [m for m in settings.methods if m not in skipped_methods]
@@ -136,24 +149,30 @@ def make_plan(cohort: Cohort, settings: EvaluationSettings, loaded: LoadedModels
         raise InputError(None, f"none of the methods {list(settings.methods)} can run on this model: "
                          + "; ".join(f"{m}: {r}" for m, r in skipped_methods.items()), "choose other methods.")
     cascade_states: List[str] = []
-    if not loaded.scripted and criteria & {"randomization", "localization"}:
+    if not loaded.scripted and criteria & {"randomization", "localization", "shortcut"}:
         from ..criteria import cascading_randomization
 
         names = cascading_randomization(loaded.original, granularity=settings.cascade_granularity, seed=settings.seed,
                                         bn_policy=settings.bn_policy, example_input=loaded.example_input()).state_names
         cascade_states = [f"{CASCADE_PREFIX}{i:02d}_{name}" for i, name in enumerate(names[1:], start=1)]
     sample_set = set(sample)
+    with_shortcut = {s.study_id for s in chosen if s.shortcut is not None} if "shortcut" in criteria else set()
+    perturbations = [state for state, on in ((NOISE, settings.robustness_noise_sigma != 0),
+                                             (SHIFT, settings.robustness_shift > 0)) if on]
     states: Dict[str, List[str]] = {}
     for study_id in ids:
         states_of = [ORIGINAL]
-        if study_id in sample_set and "repeatability" in criteria:
-            states_of.append(REPLICATE)
-        if study_id in sample_set and "reproducibility" in criteria:
-            states_of.append(SECOND_ARCH)
-        if study_id in sample_set and "randomization" in criteria:
+        in_sample = study_id in sample_set
+        for criterion, state in (("repeatability", REPLICATE), ("reproducibility", SECOND_ARCH),
+                                 ("data_randomization", LABEL_RANDOMIZED)):
+            if in_sample and criterion in criteria:
+                states_of.append(state)
+        if in_sample and "robustness" in criteria:
+            states_of.extend(perturbations)
+        if in_sample and "randomization" in criteria:
             states_of.extend(cascade_states)
-        elif "localization" in criteria and cascade_states:
-            states_of.append(cascade_states[-1])
+        elif cascade_states and ("localization" in criteria or study_id in with_shortcut):
+            states_of.append(cascade_states[-1])       # the randomized-model baselines
         states[study_id] = states_of
     for study_id in sorted(references):
         states[study_id] = [ORIGINAL]
@@ -164,7 +183,7 @@ def make_plan(cohort: Cohort, settings: EvaluationSettings, loaded: LoadedModels
         "models": loaded.described,
         "cohort": {"source": mask_url(cohort.source),
                    "studies": [[s.study_id, _describe_source(s.image), _describe_source(s.ground_truth), s.boxes,
-                                s.label] for s in chosen],
+                                s.label, _describe_source(s.shortcut)] for s in chosen],
                    "reference_studies": [[s.study_id, _describe_source(s.image)] for s in cohort.reference_studies],
                    "training_masks": list(cohort.training_masks)},
         "sample": sample,
@@ -177,4 +196,5 @@ def make_plan(cohort: Cohort, settings: EvaluationSettings, loaded: LoadedModels
     groups = make_groups(ids + sorted(references), settings.batch_size)
     return RunPlan({s.study_id: s for s in chosen}, sample, states, cascade_states, groups,
                    sample[:GALLERY_SIZE], config, skipped, references, skipped_methods, methods,
-                   list(settings.controls), loaded.localizer is not None)
+                   list(settings.controls), loaded.localizer is not None,
+                   [c for c in settings.criteria if c in criteria])

@@ -30,6 +30,7 @@ class PreparedStudy:
         mask: bool ``model grid`` (None without ground truth).
         geometry: how the image grid maps to the model grid (inverted for native maps).
         header: the image read, with its array dropped (geometry for writing native maps).
+        shortcut: bool ``model grid`` region of a known confounder (None without).
     """
 
     study_id: str
@@ -37,6 +38,7 @@ class PreparedStudy:
     mask: Optional[np.ndarray]
     geometry: Geometry
     header: Any
+    shortcut: Optional[np.ndarray] = None
 
     @property
     def original_shape(self) -> tuple:
@@ -86,21 +88,26 @@ def _boxes_mask(boxes, shape) -> np.ndarray:
     return np.asarray(boxes_to_mask(boxes, shape), dtype=bool).reshape(shape)
 
 
+def _mask_on_image_grid(source: Any, volume, what: str) -> np.ndarray:
+    """A mask (file path, ``.npy`` or bool array) as bool ``(K, J, I)`` on ``volume``'s grid."""
+    if isinstance(source, np.ndarray):
+        mask, name = source, f"the {what} array"
+    elif str(source).endswith(".npy"):
+        mask, name = np.asarray(_read_volume(source).array) > 0, source
+    else:
+        from ..io import read_ground_truth
+
+        mask, name = np.asarray(read_ground_truth(source, volume)), source
+    if mask.size != int(np.prod(volume.shape)):
+        raise ValueError(f"{name}: {what} of shape {mask.shape} does not match the image "
+                         f"{volume.shape}; resample it onto the image grid.")
+    return mask.reshape(volume.shape).astype(bool)
+
+
 def _ground_truth(study: StudyRef, volume, spatial_dims: int) -> Optional[np.ndarray]:
     """The study's ground truth as bool ``(K, J, I)`` on the image grid (None without)."""
     if study.ground_truth is not None:
-        if isinstance(study.ground_truth, np.ndarray):
-            gt, name = study.ground_truth, "the ground-truth array"
-        elif str(study.ground_truth).endswith(".npy"):
-            gt, name = np.asarray(_read_volume(study.ground_truth).array) > 0, study.ground_truth
-        else:
-            from ..io import read_ground_truth
-
-            gt, name = np.asarray(read_ground_truth(study.ground_truth, volume)), study.ground_truth
-        if gt.size != int(np.prod(volume.shape)):
-            raise ValueError(f"{name}: ground truth of shape {gt.shape} does not match the image "
-                             f"{volume.shape}; resample it onto the image grid.")
-        return gt.reshape(volume.shape).astype(bool)
+        return _mask_on_image_grid(study.ground_truth, volume, "ground truth")
     if study.boxes:
         if spatial_dims == 3:
             raise ValueError(f"{study.study_id}: boxes outline a 2D image; give a volume its mask "
@@ -129,7 +136,10 @@ def prepare_study(study: StudyRef, cohort: Cohort, preprocessing: Preprocessing,
         raise ValueError(f"{source if isinstance(source, str) else study.study_id}: {error}") from None
     gt = _ground_truth(study, volume, spatial_dims)
     mask = None if gt is None else preprocessing.mask_to_model(gt, geometry)
-    return PreparedStudy(study.study_id, image, mask, geometry, _header(volume))
+    shortcut = None
+    if study.shortcut is not None:
+        shortcut = preprocessing.mask_to_model(_mask_on_image_grid(study.shortcut, volume, "shortcut mask"), geometry)
+    return PreparedStudy(study.study_id, image, mask, geometry, _header(volume), shortcut)
 
 
 def _header(volume):

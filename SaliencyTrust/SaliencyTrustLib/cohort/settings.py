@@ -17,6 +17,12 @@ from ..preprocessing import Preprocessing
 
 #: The four criteria of Arun et al. 2021.
 CRITERIA = ("localization", "randomization", "repeatability", "reproducibility")
+#: The criteria beyond the study (issue 13, docs/beyond-the-study.md): does the map show what the
+#: model really uses? Opt-in (name them in ``criteria``): each needs inputs or compute the study's
+#: protocol does not.
+EXTRA_CRITERIA = ("shortcut", "data_randomization", "faithfulness", "robustness")
+#: Every criterion, in report order.
+ALL_CRITERIA = CRITERIA + EXTRA_CRITERIA
 
 #: The study's eight methods, in the paper's order.
 PAPER_METHODS = ("gradient", "smoothgrad", "integrated_gradients", "smoothgrad_ig", "gradcam",
@@ -33,6 +39,7 @@ CHOICES: Dict[str, Tuple[str, ...]] = {
     "consistency_target": ("own_prediction", "original_prediction"),
     "randomization_target": ("original_prediction", "own_prediction"),
     "postprocess": ("paper", "abs_sum", "minmax"),
+    "faithfulness_fill": ("blur", "zero", "mean"),
 }
 
 
@@ -80,6 +87,16 @@ class EvaluationSettings:
             (:data:`SaliencyTrustLib.saliency.registry.CONTROLS`; ``()`` for none).
         min_images: fewest images with both numbers for a verdict; fewer is "undecided"
             (:mod:`SaliencyTrustLib.criteria.verdicts`).
+        faithfulness_steps: fractions of the deletion / insertion curves (``steps + 1`` points,
+            0 .. 1 of the pixels; :class:`SaliencyTrustLib.metrics.faithfulness.DeletionInsertion`).
+        faithfulness_fill: what a removed pixel becomes: ``"blur"`` (the blurred image), ``"zero"``,
+            ``"mean"``.
+        faithfulness_batch: perturbed inputs per forward pass (the memory bound).
+        robustness_noise_sigma: standard deviation of the added Gaussian noise in model-input units;
+            None = each image's own noise level (Immerkaer's estimate), so the perturbation stays
+            within what the scanner already adds.
+        robustness_shift: translation of the shifted input, pixels of the model grid along every
+            spatial axis (the map is shifted back before it is compared).
     """
 
     methods: Tuple[str, ...] = PAPER_METHODS
@@ -104,6 +121,11 @@ class EvaluationSettings:
     method_postprocess: Dict[str, str] = field(default_factory=dict)
     controls: Tuple[str, ...] = CONTROLS
     min_images: int = 20
+    faithfulness_steps: int = 20
+    faithfulness_fill: str = "blur"
+    faithfulness_batch: int = 32
+    robustness_noise_sigma: Optional[float] = None
+    robustness_shift: int = 2
 
     def __post_init__(self) -> None:
         if isinstance(self.preprocessing, dict):
@@ -124,17 +146,20 @@ class EvaluationSettings:
             raise ValueError(f"unknown controls {wrong}; choose among {list(CONTROLS)}.")
         if set(self.controls) & set(self.methods):
             raise ValueError("a control is listed among the methods; give it in controls only.")
-        unknown = sorted(set(self.criteria) - set(CRITERIA))
+        unknown = sorted(set(self.criteria) - set(ALL_CRITERIA))
         if unknown:
-            raise ValueError(f"unknown criteria {unknown}; choose among {list(CRITERIA)}.")
+            raise ValueError(f"unknown criteria {unknown}; choose among {list(ALL_CRITERIA)}.")
         if not self.methods:
             raise ValueError("methods is empty; name at least one saliency method.")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods repeat: {list(self.methods)}.")
         for name, value in (("batch_size", self.batch_size), ("sample_size", self.sample_size),
-                            ("n_pairs", self.n_pairs)):
+                            ("n_pairs", self.n_pairs), ("faithfulness_steps", self.faithfulness_steps),
+                            ("faithfulness_batch", self.faithfulness_batch)):
             if int(value) < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}.")
+        if self.robustness_shift < 0 or (self.robustness_noise_sigma is not None and self.robustness_noise_sigma < 0):
+            raise ValueError("robustness_shift and robustness_noise_sigma must be >= 0.")
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain-JSON form (tuples as lists)."""
@@ -156,7 +181,8 @@ class StudyModels:
     ``localizer`` and ``localizer_replicate`` are two segmentation networks trained apart
     (:mod:`SaliencyTrustLib.localizers`, or any module giving one logit channel per pixel): the first
     one's AUPRC is criterion 1's localization-network baseline, and the SSIM between their maps is
-    the bar of criteria 3 and 4, as in the study.
+    the bar of criteria 3 and 4, as in the study. ``label_randomized`` (same architecture, trained
+    on permuted labels, Adebayo et al. 2018) enables the data-randomization criterion.
     """
 
     original: Any
@@ -164,11 +190,12 @@ class StudyModels:
     second_arch: Any = None
     localizer: Any = None
     localizer_replicate: Any = None
+    label_randomized: Any = None
 
     def __post_init__(self) -> None:
         from ..model_spec import ModelSpec
 
-        for state in ("original", "replicate", "second_arch", "localizer", "localizer_replicate"):
+        for state in ("original", "replicate", "second_arch", "localizer", "localizer_replicate", "label_randomized"):
             value = getattr(self, state)
             if isinstance(value, (str, bytes)) or hasattr(value, "__fspath__"):
                 setattr(self, state, ModelSpec(path=str(value)))
@@ -178,8 +205,9 @@ class StudyModels:
     @classmethod
     def from_bundle(cls, bundle_dir: str) -> "StudyModels":
         """The bundle's models: the bundle itself (``network_def`` + ``models/model.pt``), and
-        ``models/model_replicate.pt`` / ``models/model_second_arch.pt`` / ``models/localizer.pt`` /
-        ``models/localizer_replicate.pt`` when present."""
+        ``models/model_replicate.pt`` / ``models/model_second_arch.pt`` /
+        ``models/model_label_randomized.pt`` / ``models/localizer.pt`` / ``models/localizer_replicate.pt``
+        when present."""
         from pathlib import Path
 
         from ..model_spec import ModelSpec
@@ -190,7 +218,8 @@ class StudyModels:
 
             raise InputError(models / "model.pt", "the bundle has no trained model.",
                              "train it (MonaiBundle/configs/train.json) or pass --model WEIGHTS.")
-        optional = {name: ModelSpec(path=str(models / f"model_{name}.pt")) for name in ("replicate", "second_arch")
+        optional = {name: ModelSpec(path=str(models / f"model_{name}.pt"))
+                    for name in ("replicate", "second_arch", "label_randomized")
                     if (models / f"model_{name}.pt").is_file()}
         optional.update({name: ModelSpec(path=str(models / f"{name}.pt")) for name in ("localizer", "localizer_replicate")
                          if (models / f"{name}.pt").is_file()})

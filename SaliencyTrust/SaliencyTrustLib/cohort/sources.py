@@ -4,8 +4,9 @@ Three kinds of cohort, all turned into a list of :class:`StudyRef` (nothing is r
 are read one batch at a time by the runner, so memory does not grow with the cohort):
 
 * a **datalist** (MONAI layout, JSON ``{"training": [...], "test": [...]}``, items
-  ``{"image", "label", "mask", "case_id"}``) or a CSV with columns ``image`` and optional
-  ``case_id``, ``label``, ``mask``; relative paths are relative to the file. A folder holding a
+  ``{"image", "label", "mask", "case_id", "shortcut"}``; ``shortcut``: the mask of a known confounder
+  such as a burned-in marker, for the ``shortcut`` criterion) or a CSV with columns ``image`` and
+  optional ``case_id``, ``label``, ``mask``, ``shortcut``; relative paths are relative to the file. A folder holding a
   ``datalist.json`` (what ``saliency-trust synth`` writes) counts as that datalist.
 * a **folder of DICOM studies**: each sub-folder is one study (its name is the study id).
 * a **DICOMweb** service (``http(s)://...``): each study on the server is one study (id =
@@ -43,6 +44,8 @@ class StudyRef:
         label: 1 abnormal / 0 normal, or None when unknown.
         aliases: other ids the ground truth and labels may use (a PACS study's PatientID and
             AccessionNumber: RSNA boxes are keyed by patientId).
+        shortcut: the region of a known confounder (a burned-in marker; the ``shortcut`` criterion):
+            mask file path or bool ``(K, J, I)`` array on the image grid, or None.
     """
 
     study_id: str
@@ -51,6 +54,7 @@ class StudyRef:
     boxes: Optional[Tuple[Tuple[float, float, float, float], ...]] = None
     label: Optional[int] = None
     aliases: Tuple[str, ...] = ()
+    shortcut: Any = None
 
 
 @dataclass
@@ -162,7 +166,8 @@ def cohort_from_datalist(path: PathLike, split: str = "test") -> Cohort:
         study_id = str(item.get("case_id") or Path(image).name.split(".")[0])
         label = item.get("label")
         label = None if label in (None, "") else int(float(label))
-        studies.append(StudyRef(study_id, image, _resolve(base, item.get("mask")), None, label))
+        studies.append(StudyRef(study_id, image, _resolve(base, item.get("mask")), None, label,
+                                shortcut=_resolve(base, item.get("shortcut"))))
     training_masks = [_resolve(base, it["mask"]) for it in training
                       if it.get("mask") and (it.get("label") in (None, "") or int(float(it["label"])) == 1)]
     return Cohort(studies, training_masks, source=f"datalist {path} (split {split})")
@@ -223,7 +228,7 @@ def load_cohort(cohort: str, ground_truth: Optional[PathLike] = None, labels: Op
         label = next((label_map[k] for k in keys if k in label_map), study.label)
         if label is None and boxes:
             label = 1 if study_boxes else 0
-        updated.append(StudyRef(study.study_id, study.image, gt, study_boxes, label, study.aliases))
+        updated.append(StudyRef(study.study_id, study.image, gt, study_boxes, label, study.aliases, study.shortcut))
     result.studies = updated
     return result
 

@@ -23,6 +23,12 @@ from typing import Iterable, List, Sequence, Tuple
 ORIGINAL = "original"
 REPLICATE = "replicate"
 SECOND_ARCH = "second_arch"
+#: The same architecture trained on permuted labels (the data-randomization criterion).
+LABEL_RANDOMIZED = "label_randomized"
+#: The original model on a perturbed input (the robustness criterion): Gaussian noise, a shift.
+NOISE = "perturbed/noise"
+SHIFT = "perturbed/shift"
+PERTURBED = (NOISE, SHIFT)
 #: The "method" of the localization networks' units (their maps are no saliency method's).
 LOCALIZER = "localization_network"
 #: Prefix of the cumulative randomization states, e.g. ``"cascade/02_features.denseblock3"``.

@@ -21,8 +21,10 @@ from ._common import versions as _versions
 
 __all__ = ["Scorecard", "ScorecardRow", "CRITERIA"]
 
-#: Criteria in report order.
-CRITERIA = ("localization", "randomization", "repeatability", "reproducibility")
+#: Criteria in report order: the study's four, then those beyond it
+#: (:mod:`SaliencyTrustLib.cohort.assemble_beyond`).
+CRITERIA = ("localization", "randomization", "repeatability", "reproducibility",
+            "shortcut", "data_randomization", "faithfulness", "robustness")
 
 
 def _clean(value: Any) -> Any:

@@ -29,6 +29,12 @@ FIGURES = {
     "reproducibility": ("Reproducibility: two architectures",
                         "Per-image SSIM between maps of two architectures. Red bars: each method's different-image "
                         "baseline (a method passes above it); dashed grey: the study's localization networks."),
+    "beyond": ("Beyond the study: does the map show what the model uses?",
+               "Per-image numbers of the criteria beyond the study (one panel each, methods coloured): AUPRC against "
+               "the known shortcut region; SSIM to the map of the model trained on permuted labels (lower passes); "
+               "insertion minus deletion area (higher passes); SSIM to the clean map under input noise / shift "
+               "(the worse per image). Red bars: each method's baseline (the same method on the fully randomized "
+               "model; the different-image SSIM; the random pixel order)."),
     "gallery": ("Example images",
                 "Input with the ground truth outlined (red), then each method's map on the trained model (top row "
                 "of each study) and on the fully randomized model (bottom row)."),
@@ -171,6 +177,50 @@ def agreement_figure(results: Dict[str, Any], criterion: str) -> Optional[bytes]
     return _png(fig)
 
 
+#: The panels of the "beyond" figure: block, per-image key, y label, per-method baseline.
+_BEYOND_PANELS = (
+    ("shortcut", "auprc", "AUPRC vs shortcut region", lambda r, b, m: _mean_defined(b["auprc_randomized_model"][m])),
+    ("data_randomization", "ssim", "SSIM to label-randomized map",
+     lambda r, b, m: r.get("different_image_baseline", {}).get(m, {}).get("ssim")),
+    ("faithfulness", "score", "insertion - deletion area", lambda r, b, m: _mean_defined(b["score_random"])),
+    ("robustness", "ssim", "SSIM to clean map", lambda r, b, m: r.get("different_image_baseline", {}).get(m, {}).get("ssim")),
+)
+
+
+def _mean_defined(values) -> Optional[float]:
+    data = _defined(values)
+    data = data[np.isfinite(data)]
+    return float(data.mean()) if data.size else None
+
+
+def beyond_figure(results: Dict[str, Any]) -> Optional[bytes]:
+    """Box plots of the criteria beyond the study that ran (one panel each)."""
+    panels = [p for p in _BEYOND_PANELS if results.get(p[0])]
+    if not panels:
+        return None
+    plt = _plt()
+    methods = results["methods"]
+    colors = method_colors(methods)
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(4.0, 0.5 * len(methods) + 2) * len(panels), 3.8), squeeze=False)
+    for ax, (name, key, label, baseline_of) in zip(axes[0], panels):
+        block = results[name]
+        data = [_defined(block[key][m]) for m in methods]
+        boxes = ax.boxplot([d if d.size else np.array([np.nan]) for d in data], patch_artist=True, widths=0.6)
+        for patch, m in zip(boxes["boxes"], methods):
+            patch.set_facecolor(colors[m])
+            patch.set_alpha(0.6)
+        for i, m in enumerate(methods, start=1):
+            base = baseline_of(results, block, m)
+            if base is not None:
+                ax.hlines(base, i - 0.35, i + 0.35, colors="red", linewidth=2)
+        ax.set_xticks(range(1, len(methods) + 1))
+        ax.set_xticklabels([m.replace("_", "\n") for m in methods], fontsize=7)
+        ax.set_ylabel(label, fontsize=8)
+        ax.set_title(f"{name.replace('_', ' ')} ({len(block['study_ids'])} images)", fontsize=9)
+    fig.tight_layout()
+    return _png(fig)
+
+
 def _shown_slice(image: np.ndarray, mask: Optional[np.ndarray]) -> Optional[int]:
     """For a volume ``(K, J, I)``, the slice its gallery row shows: the one with the most lesion
     voxels, else the middle one; ``None`` for a 2D image."""
@@ -236,6 +286,7 @@ def make_figures(results: Dict[str, Any], root: Path) -> Dict[str, bytes]:
         "randomization": randomization_figure(results),
         "repeatability": agreement_figure(results, "repeatability"),
         "reproducibility": agreement_figure(results, "reproducibility"),
+        "beyond": beyond_figure(results),
         "gallery": gallery_figure(results, root),
     }
     return {k: v for k, v in made.items() if v is not None}
@@ -251,6 +302,8 @@ def promised_figures(results: Dict[str, Any]) -> List[str]:
     for criterion in ("repeatability", "reproducibility"):
         if results.get(criterion):
             ids.append(criterion)
+    if any(results.get(p[0]) for p in _BEYOND_PANELS):
+        ids.append("beyond")
     if results.get("gallery"):
         ids.append("gallery")
     return ids

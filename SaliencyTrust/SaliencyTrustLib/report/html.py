@@ -13,9 +13,12 @@ from typing import Any, Dict, List, Optional
 
 from .figures import FIGURES
 
-CRITERIA_ORDER = ("localization", "randomization", "repeatability", "reproducibility")
+CRITERIA_ORDER = ("localization", "randomization", "repeatability", "reproducibility",
+                  "shortcut", "data_randomization", "faithfulness", "robustness")
 CRITERIA_TITLES = {"localization": "Localization utility (AUPRC)", "randomization": "Randomization (SSIM)",
-                   "repeatability": "Repeatability (SSIM)", "reproducibility": "Reproducibility (SSIM)"}
+                   "repeatability": "Repeatability (SSIM)", "reproducibility": "Reproducibility (SSIM)",
+                   "shortcut": "Shortcut revealed (AUPRC, marker)", "data_randomization": "Data randomization (SSIM)",
+                   "faithfulness": "Faithfulness (insertion - deletion)", "robustness": "Robustness (SSIM)"}
 
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1180px;color:#222;padding:0 16px}
@@ -131,6 +134,40 @@ def _summary_tables(results: Dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _beyond_table(results: Dict[str, Any]) -> str:
+    """What the criteria beyond the study measured, beside their figure: the shortcut model's
+    reliance on its marker, the label-randomized model's agreement, the perturbed predictions."""
+    items = []
+    shortcut = results.get("shortcut")
+    if shortcut:
+        reliance = shortcut["model_reliance"]
+        items.append(f"<li id=\"shortcut-reliance\">Shortcut: the model is right on {_fmt(reliance['accuracy_with_marker']['rate'])} "
+                     f"of {reliance['accuracy_with_marker']['n']} evaluated images with the marker and "
+                     f"{_fmt(reliance['accuracy_without_marker']['rate'])} of {reliance['accuracy_without_marker']['n']} "
+                     f"without it; {len(shortcut['study_ids'])} images carry the marker.</li>")
+    data = results.get("data_randomization")
+    if data:
+        items.append(f"<li>Data randomization: the label-randomized model predicts the trained model's class on "
+                     f"{_fmt(data['prediction_agreement']['rate'])} of {data['prediction_agreement']['n']} images.</li>")
+    faithful = results.get("faithfulness")
+    if faithful:
+        items.append(f"<li>Faithfulness: {faithful['settings']['steps']} steps, fill <code>{html.escape(faithful['settings']['fill'])}</code>; "
+                     "random pixel order: deletion area "
+                     f"{_fmt(_mean_of(faithful['deletion_auc_random']))}, insertion area {_fmt(_mean_of(faithful['insertion_auc_random']))}.</li>")
+    robust = results.get("robustness")
+    if robust:
+        changed = ", ".join(f"{k} {_fmt(v['rate'])}" for k, v in robust["prediction_changed"].items())
+        items.append(f"<li>Robustness: noise sigma {html.escape(str(robust['settings']['noise_sigma']))}, shift "
+                     f"{robust['settings']['shift_pixels']} px; fraction of predictions changed by the perturbation: "
+                     f"{html.escape(changed)}.</li>")
+    return f'<ul class="sub" id="beyond-notes">{"".join(items)}</ul>' if items else ""
+
+
+def _mean_of(values) -> Optional[float]:
+    defined = [v for v in values if v is not None]
+    return sum(defined) / len(defined) if defined else None
+
+
 def render_html(results: Dict[str, Any], figures: Dict[str, bytes], timing: Optional[Dict[str, Any]] = None,
                 title: str = "SaliencyTrust report", notes: Optional[str] = None) -> str:
     """The report as one HTML string.
@@ -159,7 +196,7 @@ def render_html(results: Dict[str, Any], figures: Dict[str, bytes], timing: Opti
         if figure_id not in figures:
             continue
         data = base64.b64encode(figures[figure_id]).decode("ascii")
-        extra = _summary_tables(results) if figure_id == "auprc" else ""
+        extra = {"auprc": _summary_tables, "beyond": _beyond_table}.get(figure_id, lambda _: "")(results)
         sections.append(f"<h2>{html.escape(heading)}</h2><figure><img id=\"fig-{figure_id}\" alt=\"{html.escape(heading)}\" "
                         f"src=\"data:image/png;base64,{data}\"><figcaption>{html.escape(caption)}</figcaption></figure>{extra}")
     ran = results.get("randomization")

@@ -109,7 +109,8 @@ def _code(value: str, meaning: str) -> hd.sr.CodedConcept:
 
 #: Criteria of :mod:`SaliencyTrustLib.criteria` in report order (the SR's column order), and the
 #: other names the scorecard rows may give them (the criteria functions' names).
-CRITERIA_ORDER = ("localization", "randomization", "repeatability", "reproducibility")
+CRITERIA_ORDER = ("localization", "randomization", "repeatability", "reproducibility",
+                  "shortcut", "data_randomization", "faithfulness", "robustness")
 CRITERION_ALIASES = {"localization_utility": "localization",
                      "randomization_sensitivity": "randomization"}
 #: Per criterion, the three concepts of the SR: the value the scorecard reports (a quantity named
@@ -122,18 +123,30 @@ CRITERION_CODES: Dict[str, hd.sr.CodedConcept] = {
     "randomization": _code("RANDSENS", "Randomization sensitivity (SSIM)"),
     "repeatability": _code("REPEAT", "Repeatability (SSIM)"),
     "reproducibility": _code("REPROD", "Reproducibility (SSIM)"),
+    "shortcut": _code("SHORTCUT", "Shortcut revealed (AUPRC against the shortcut region)"),
+    "data_randomization": _code("DATARAND", "Data randomization sensitivity (SSIM)"),
+    "faithfulness": _code("FAITHFUL", "Faithfulness (insertion minus deletion area)"),
+    "robustness": _code("ROBUST", "Robustness to input perturbation (SSIM)"),
 }
 BASELINE_CODES: Dict[str, hd.sr.CodedConcept] = {
     "localization": _code("LOCUTILBL", "Localization utility baseline (AUPRC)"),
     "randomization": _code("RANDSENSBL", "Randomization sensitivity baseline (SSIM)"),
     "repeatability": _code("REPEATBL", "Repeatability baseline (SSIM)"),
     "reproducibility": _code("REPRODBL", "Reproducibility baseline (SSIM)"),
+    "shortcut": _code("SHORTCUTBL", "Shortcut revealed baseline (AUPRC)"),
+    "data_randomization": _code("DATARANDBL", "Data randomization baseline (SSIM)"),
+    "faithfulness": _code("FAITHFULBL", "Faithfulness baseline (random pixel order)"),
+    "robustness": _code("ROBUSTBL", "Robustness baseline (SSIM)"),
 }
 VERDICT_CODES: Dict[str, hd.sr.CodedConcept] = {
     "localization": _code("LOCUTILPASS", "Localization utility criterion passed"),
     "randomization": _code("RANDSENSPASS", "Randomization sensitivity criterion passed"),
     "repeatability": _code("REPEATPASS", "Repeatability criterion passed"),
     "reproducibility": _code("REPRODPASS", "Reproducibility criterion passed"),
+    "shortcut": _code("SHORTCUTPASS", "Shortcut revealed criterion passed"),
+    "data_randomization": _code("DATARANDPASS", "Data randomization criterion passed"),
+    "faithfulness": _code("FAITHFULPASS", "Faithfulness criterion passed"),
+    "robustness": _code("ROBUSTPASS", "Robustness criterion passed"),
 }
 for _alias, _criterion in CRITERION_ALIASES.items():
     for _table in (CRITERION_CODES, BASELINE_CODES, VERDICT_CODES):

@@ -198,17 +198,29 @@ def test_a_criterion_not_scored_for_a_method_is_marked_not_attempted(tmp_path, d
 
 
 def test_a_criterion_outside_the_paper_gets_its_own_consistent_codes(tmp_path, ct_sources):
-    rows = [{"method": m, "criterion": "faithfulness", "value": v, "baseline": None,
-             "passed": p, "metric": "AOPC"} for m, v, p in (("a", 0.5, True), ("b", 0.1, False))]
+    rows = [{"method": m, "criterion": "sparsity", "value": v, "baseline": None,
+             "passed": p, "metric": "Gini"} for m, v, p in (("a", 0.5, True), ("b", 0.1, False))]
     write_scorecard_sr({"rows": rows}, ct_sources, tmp_path / "sr.dcm", sidecar=False)
     groups = _groups_by_identifier(hd.sr.srread(tmp_path / "sr.dcm"))
     for method, value in (("a", 0.5), ("b", 0.1)):
         (measurement,) = groups[method].get_measurements()     # no baseline column
-        assert (measurement.name.value, measurement.name.meaning) == ("FAITHFULNESS",
-                                                                      "Faithfulness (AOPC)")
+        assert (measurement.name.value, measurement.name.meaning) == ("SPARSITY", "Sparsity (Gini)")
         assert measurement.value == pytest.approx(value)
         (verdict,) = groups[method].get_qualitative_evaluations()
-        assert verdict.name.value == "FAITHFULNESSPASS"
+        assert verdict.name.value == "SPARSITYPASS"
+
+
+def test_the_criteria_beyond_the_study_have_their_own_named_codes(tmp_path, ct_sources):
+    names = ("shortcut", "data_randomization", "faithfulness", "robustness")
+    rows = [{"method": "gradcam", "criterion": c, "value": 0.1 * (i + 1), "baseline": 0.05, "passed": True}
+            for i, c in enumerate(names)]
+    write_scorecard_sr({"rows": rows}, ct_sources, tmp_path / "sr.dcm", sidecar=False)
+    (group,) = _groups_by_identifier(hd.sr.srread(tmp_path / "sr.dcm")).values()
+    found = {m.name.value: m.value for m in group.get_measurements()}
+    assert found == pytest.approx({"SHORTCUT": 0.1, "SHORTCUTBL": 0.05, "DATARAND": 0.2, "DATARANDBL": 0.05,
+                                   "FAITHFUL": 0.3, "FAITHFULBL": 0.05, "ROBUST": 0.4, "ROBUSTBL": 0.05})
+    assert {v.name.value for v in group.get_qualitative_evaluations()} == {
+        "SHORTCUTPASS", "DATARANDPASS", "FAITHFULPASS", "ROBUSTPASS"}
 
 
 def test_json_and_csv_beside_the_sr_hold_what_sr_does_not(tmp_path, ct_sources):

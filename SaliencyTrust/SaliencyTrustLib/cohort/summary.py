@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-_SHORT = {"localization": "AUPRC", "randomization": "random.", "repeatability": "repeat.", "reproducibility": "reprod."}
+_SHORT = {"localization": "AUPRC", "randomization": "random.", "repeatability": "repeat.", "reproducibility": "reprod.",
+          "shortcut": "shortcut", "data_randomization": "data rand.", "faithfulness": "faithful.",
+          "robustness": "robust."}
 
 
 def summary_text(results: Dict[str, Any], out_dir, report: Optional[Path] = None) -> str:

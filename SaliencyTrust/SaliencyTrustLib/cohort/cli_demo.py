@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample-size", type=int, default=DEMO["sample_size"],
                         help="images in the randomization/repeatability/reproducibility sample (default %(default)s)")
     parser.add_argument("--methods", default=PAPER_METHODS, help="comma-separated methods (default: the study's eight)")
+    parser.add_argument("--criteria", default="study",
+                        help="study (the four, default), all (also data_randomization, faithfulness, robustness; "
+                             "shortcut needs a shortcut cohort), or a comma-separated list")
     parser.add_argument("--paper-settings", action="store_true",
                         help="the study's full method settings instead of the demo's lighter ones (much slower)")
     add_run_arguments(parser)
@@ -84,7 +87,7 @@ def demo_notes(args: argparse.Namespace, methods, params: Dict[str, Dict[str, An
 
 def run(args: argparse.Namespace) -> int:
     """Synthetic cohort -> maps of every method -> four criteria -> report; print where and a summary."""
-    from .cli_evaluate import configure_threads
+    from .cli_evaluate import configure_threads, parse_criteria
     from .fingerprint import ConfigurationChangedError
     from ..io.errors import InputError
     from ..model_spec import bundle_preprocessing
@@ -108,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     params = {} if args.paper_settings else {m: dict(p) for m, p in DEMO_METHOD_PARAMS.items() if m in methods}
     settings = EvaluationSettings(methods=methods, preset="paper", method_params=params, seed=args.seed,
+                                  criteria=parse_criteria(args.criteria),
                                   batch_size=DEMO["batch_size"], sample_size=args.sample_size,
                                   preprocessing=Preprocessing(**bundle_preprocessing(bundle)))
     positives = sum(1 for s in cohort.studies if s.label == 1)

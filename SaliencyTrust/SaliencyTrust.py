@@ -1088,8 +1088,8 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         if "shortcut" in criteria:
             if shortcutSegmentationNode is None:
                 raise ValueError(_("The shortcut criterion scores each map against the region of a known "
-                                   "confounder (a burned-in marker): select the marker region (Shortcut region) "
-                                   "or untick the criterion."))
+                                   "confounder (a burned-in marker): select the marker region under Shortcut "
+                                   "region (marker), or untick the criterion."))
             shortcut = self.maskFromSegmentation(shortcutSegmentationNode, inputVolumeNode)
             if not shortcut.any():
                 raise ValueError(_("The shortcut region '{name}' has no voxel on the grid of '{image}': select "
@@ -1222,9 +1222,11 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         from SaliencyTrustLib.preprocessing import Preprocessing
 
         if models is not None:
+            labelRandomized = models.get("label_randomized")
+            if labelRandomized is None and request.labelRandomizedModelPath is not None:  # a file beside them
+                labelRandomized = ModelSpec(path=str(request.labelRandomizedModelPath))
             studyModels = StudyModels(original=models["model"], replicate=models.get("replicate"),
-                                      second_arch=models.get("second"),
-                                      label_randomized=models.get("label_randomized"))
+                                      second_arch=models.get("second"), label_randomized=labelRandomized)
             bundle = None
         else:
             path = Path(request.modelPath)

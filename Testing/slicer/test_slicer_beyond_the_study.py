@@ -282,6 +282,12 @@ def test_a_criterion_without_its_input_is_refused_with_what_to_do(st, dicom_stud
     model, label_randomized = torch.nn.Conv2d(1, 2, 1), torch.nn.Conv2d(1, 2, 1)
     _cohort, models, _settings = logic.studyInputs(request, models={"model": model, "label_randomized": label_randomized})
     assert models.original is model and models.label_randomized is label_randomized
+    # ... and a file chosen beside a model in memory is loaded from the file
+    chosen = s["bundle"] / "models" / "model_label_randomized.pt"
+    request = logic.makeRequest(s["volume"], no_label_randomized, ["gradient"], criteria=["data_randomization"],
+                                inMemoryRoles=("model",), labelRandomizedModelPath=chosen, **common)
+    _cohort, models, _settings = logic.studyInputs(request, models={"model": model})
+    assert models.label_randomized.path == str(chosen)
     # settings the pipeline would refuse are refused before anything runs, naming the setting
     with pytest.raises(ValueError, match="faithfulness_fill"):
         logic.makeRequest(s["volume"], s["bundle"], ["gradient"], criteria=["faithfulness"],

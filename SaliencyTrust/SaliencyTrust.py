@@ -72,7 +72,18 @@ STUDY_METHODS = ("gradient", "smoothgrad", "integrated_gradients", "smoothgrad_i
 #: are installed; once they are, :func:`SaliencyTrustLogic.availableMethods` asks the registry.
 CONTRACT_METHODS = STUDY_METHODS + ("occlusion", "gradcam_pp")
 
-CRITERIA = ("localization", "randomization", "repeatability", "reproducibility")
+#: The study's four criteria (Arun et al. 2021), ticked by default.
+STUDY_CRITERIA = ("localization", "randomization", "repeatability", "reproducibility")
+#: The criteria beyond the study (issue 13), opt-in: ``shortcut`` needs the region of a known
+#: confounder (a burned-in marker), ``data_randomization`` a model trained on permuted labels;
+#: ``faithfulness`` and ``robustness`` need only compute.
+BEYOND_CRITERIA = ("shortcut", "data_randomization", "faithfulness", "robustness")
+#: Every criterion the module offers: the core's ``ALL_CRITERIA`` (a test holds them equal).
+CRITERIA = STUDY_CRITERIA + BEYOND_CRITERIA
+#: What a removed pixel becomes in the faithfulness curves (``EvaluationSettings.faithfulness_fill``).
+FAITHFULNESS_FILLS = ("blur", "zero", "mean")
+#: File name of a bundle's label-randomized model (``StudyModels.from_bundle`` picks it up).
+LABEL_RANDOMIZED_FILE = os.path.join("models", "model_label_randomized.pt")
 #: Study id of the reviewed image in the pipeline's results (baseline images: ``baseline-NN``).
 INPUT_STUDY_ID = "input"
 
@@ -139,8 +150,9 @@ class SaliencyTrust(ScriptedLoadableModule):
         self.parent.helpText = _(
             "Computes a classifier's saliency maps on the selected image and tests whether they can "
             "be trusted to localize an abnormality (localization utility, sensitivity to weight "
-            "randomization, repeatability, reproducibility; Arun et al., Radiology: AI 2021). "
-            "See the <a href=\"{url}\">module documentation</a>."
+            "randomization, repeatability, reproducibility; Arun et al., Radiology: AI 2021) and, "
+            "on request, whether they show what the model uses (shortcut revealed, data "
+            "randomization, faithfulness, robustness). See the <a href=\"{url}\">module documentation</a>."
         ).format(url=HOMEPAGE_URL)
         self.parent.acknowledgementText = _(
             "Built on MONAI, captum, highdicom and 3D Slicer. Criteria from Arun N. et al., "
@@ -200,7 +212,16 @@ class SaliencyTrustParameterNode:
     intensity - "" = the preset's, or "minmax01", "minmax11", "imagenet", "meanstd:M,S", "window:C,W".
     methods - saliency method names of the core's registry.
     targetClass - class whose pre-softmax logit is explained; -1 = the predicted class.
-    run* - which trust criteria to evaluate.
+    run* - which trust criteria to evaluate: the study's four (on by default) and the four beyond
+        the study (off by default; :data:`BEYOND_CRITERIA`).
+    shortcutSegmentation - the region of a known confounder (a burned-in marker) the ``shortcut``
+        criterion scores each map against; all its segments are unioned.
+    labelRandomizedModelPath - the same architecture trained on permuted labels (``data_randomization``);
+        unset ("" / ".") = the bundle's ``models/model_label_randomized.pt`` when the model is a
+        bundle folder that has one.
+    faithfulnessFill, faithfulnessSteps - ``EvaluationSettings.faithfulness_fill`` / ``_steps``.
+    robustnessShift - ``EvaluationSettings.robustness_shift`` (model-grid pixels; the noise level is
+        each image's own, ``robustness_noise_sigma=None``; the Logic takes another).
     granularity - cascading randomization by "blocks" or "layers".
     seed - seed of randomization and baseline pairs.
     device - where the model runs: "auto" (GPU when available), "cpu" or "cuda".
@@ -228,6 +249,15 @@ class SaliencyTrustParameterNode:
     runRandomization: bool = True
     runRepeatability: bool = True
     runReproducibility: bool = True
+    runShortcut: bool = False
+    runDataRandomization: bool = False
+    runFaithfulness: bool = False
+    runRobustness: bool = False
+    shortcutSegmentation: vtkMRMLSegmentationNode
+    labelRandomizedModelPath: Path
+    faithfulnessFill: Annotated[str, Choice(list(FAITHFULNESS_FILLS))] = FAITHFULNESS_FILLS[0]
+    faithfulnessSteps: Annotated[int, WithinRange(1, 1000)] = 20
+    robustnessShift: Annotated[int, WithinRange(0, 64)] = 2
     granularity: Annotated[str, Choice(["blocks", "layers"])] = "blocks"
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
@@ -346,6 +376,12 @@ class SaliencyTrustWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 node = selector.nodeFromIndex(row)
                 selector.setCheckState(node, qt.Qt.Checked if node.GetID() in ids else qt.Qt.Unchecked)
             selector.blockSignals(wasBlocked)
+        for widget, on in ((self.ui.shortcutSegmentationSelector, p.runShortcut),
+                           (self.ui.labelRandomizedModelPathLineEdit, p.runDataRandomization),
+                           (self.ui.faithfulnessFillComboBox, p.runFaithfulness),
+                           (self.ui.faithfulnessStepsSpinBox, p.runFaithfulness),
+                           (self.ui.robustnessShiftSpinBox, p.runRobustness)):
+            widget.enabled = on
         running = self._runner is not None and self._runner.running
         ready = bool(p.inputVolume) and bool(p.methods) and not running
         self.ui.applyButton.enabled = ready
@@ -453,7 +489,7 @@ class EvaluationRequest:
         modelPath: bundle folder or model file.
         methods: registry names.
         targetClass: explained class, or None for the predicted class.
-        criteria: subset of :data:`CRITERIA`.
+        criteria: subset of :data:`CRITERIA` (the study's four and those beyond the study).
         granularity, seed: cascading randomization settings.
         inputNodeID: MRML ID of the input volume (used only on the GUI thread).
         device: ``"auto"`` (CUDA when torch sees a GPU, else CPU), ``"cpu"`` or ``"cuda"``.
@@ -462,6 +498,16 @@ class EvaluationRequest:
         preprocessing: a :class:`SaliencyTrustLib.preprocessing.Preprocessing`; None: the
             bundle's ``network_data_format``, else the defaults.
         workDirectory: the study pipeline's results folder (re-used: the same Apply resumes).
+        shortcut: bool ``(K, J, I)`` on the image grid, the known confounder's region (a burned-in
+            marker) for the ``shortcut`` criterion; None when the criterion is not run.
+        labelRandomizedModelPath: the model trained on permuted labels (``data_randomization``),
+            built like the model (same factory); None when the criterion is not run or the model
+            is given in memory.
+        faithfulnessSteps, faithfulnessFill: deletion / insertion curve points less one and what a
+            removed pixel becomes (``EvaluationSettings.faithfulness_steps`` / ``_fill``).
+        robustnessShift, robustnessNoiseSigma: input shift in model-grid pixels and noise standard
+            deviation in model-input units, None = each image's own noise level
+            (``EvaluationSettings.robustness_shift`` / ``_noise_sigma``).
     """
 
     image: Any
@@ -479,6 +525,12 @@ class EvaluationRequest:
     modelKwargs: Optional[Dict[str, Any]] = None
     preprocessing: Any = None
     workDirectory: Optional[Path] = None
+    shortcut: Optional[np.ndarray] = None
+    labelRandomizedModelPath: Optional[Path] = None
+    faithfulnessSteps: int = 20
+    faithfulnessFill: str = FAITHFULNESS_FILLS[0]
+    robustnessShift: int = 2
+    robustnessNoiseSigma: Optional[float] = None
 
 
 @dataclasses.dataclass
@@ -916,8 +968,14 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
     def requestFromParameterNode(self, p: SaliencyTrustParameterNode) -> EvaluationRequest:
         """Gather the parameter node's choices as arrays (GUI thread)."""
         criteria = [name for name, on in zip(CRITERIA, (p.runLocalization, p.runRandomization,
-                                                         p.runRepeatability, p.runReproducibility)) if on]
+                                                         p.runRepeatability, p.runReproducibility,
+                                                         p.runShortcut, p.runDataRandomization,
+                                                         p.runFaithfulness, p.runRobustness)) if on]
         from SaliencyTrustLib.model_spec import parse_kwargs
+
+        labelRandomized = p.labelRandomizedModelPath
+        if labelRandomized is not None and str(labelRandomized) in ("", "."):  # the path field's "unset"
+            labelRandomized = None
 
         return self.makeRequest(p.inputVolume, p.modelPath, list(p.methods),
                                 segmentationNode=p.groundTruthSegmentation,
@@ -928,7 +986,11 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
                                 modelKwargs=parse_kwargs(p.modelKwargs.strip()) or None,
                                 preprocessing=self.preprocessingFromChoices(
                                     p.preprocessingPreset, p.modelPath, inChannels=p.inChannels,
-                                    inputSize=p.inputSize, resizeMode=p.resizeMode, intensity=p.intensity))
+                                    inputSize=p.inputSize, resizeMode=p.resizeMode, intensity=p.intensity),
+                                shortcutSegmentationNode=p.shortcutSegmentation,
+                                labelRandomizedModelPath=labelRandomized,
+                                faithfulnessSteps=p.faithfulnessSteps, faithfulnessFill=p.faithfulnessFill,
+                                robustnessShift=p.robustnessShift)
 
     @staticmethod
     def preprocessingFromChoices(preset: str, modelPath=None, inChannels: int = 0, inputSize: int = 0,
@@ -971,15 +1033,28 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
 
     def makeRequest(self, inputVolumeNode, modelPath, methods: Sequence[str], segmentationNode=None,
                     roiNodes: Sequence[Any] = (), baselineVolumeNodes: Sequence[Any] = (),
-                    targetClass: Optional[int] = None, criteria: Sequence[str] = CRITERIA,
+                    targetClass: Optional[int] = None, criteria: Sequence[str] = STUDY_CRITERIA,
                     granularity: str = "blocks", seed: int = 0, device: str = "auto",
                     modelFactory: Optional[str] = None, modelKwargs: Optional[Dict[str, Any]] = None,
-                    preprocessing: Any = None, workDirectory: Optional[Path] = None) -> EvaluationRequest:
+                    preprocessing: Any = None, workDirectory: Optional[Path] = None,
+                    shortcutSegmentationNode=None, labelRandomizedModelPath=None,
+                    inMemoryRoles: Sequence[str] = (), faithfulnessSteps: int = 20,
+                    faithfulnessFill: str = FAITHFULNESS_FILLS[0], robustnessShift: int = 2,
+                    robustnessNoiseSigma: Optional[float] = None) -> EvaluationRequest:
         """Validate the choices and convert the nodes to arrays (GUI thread).
 
         ``modelFactory`` / ``modelKwargs`` / ``preprocessing`` describe a lab's own model (see
         :class:`EvaluationRequest`); ``workDirectory`` defaults to a folder per input volume under
         the temporary directory.
+
+        The criteria beyond the study (:data:`BEYOND_CRITERIA`) take:
+        ``shortcutSegmentationNode``, the known confounder's region (a segmentation, exported on the
+        input's grid like the ground truth; read only when ``"shortcut"`` is in ``criteria``);
+        ``labelRandomizedModelPath``, the model trained on permuted labels (default: the bundle's
+        ``models/model_label_randomized.pt`` when ``modelPath`` is a bundle folder that has one;
+        ``inMemoryRoles`` names the models :meth:`process` got in memory, e.g. ``label_randomized``);
+        ``faithfulnessSteps`` / ``faithfulnessFill`` and ``robustnessShift`` / ``robustnessNoiseSigma``
+        (see :class:`EvaluationRequest`).
 
         Raises:
             ValueError: with the name of what is wrong and how to fix it.
@@ -1008,19 +1083,74 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         if "localization" in criteria and groundTruth is None:
             raise ValueError(_("Localization utility needs ground truth: select a segmentation or "
                                "ROI boxes, or untick the criterion."))
+        self.checkedBeyondSettings(methods, faithfulnessSteps, faithfulnessFill, robustnessShift, robustnessNoiseSigma)
+        shortcut = None
+        if "shortcut" in criteria:
+            if shortcutSegmentationNode is None:
+                raise ValueError(_("The shortcut criterion scores each map against the region of a known "
+                                   "confounder (a burned-in marker): select the marker region under Shortcut "
+                                   "region (marker), or untick the criterion."))
+            shortcut = self.maskFromSegmentation(shortcutSegmentationNode, inputVolumeNode)
+            if not shortcut.any():
+                raise ValueError(_("The shortcut region '{name}' has no voxel on the grid of '{image}': select "
+                                   "the marker region of this image or untick the criterion.").format(
+                    name=shortcutSegmentationNode.GetName(), image=inputVolumeNode.GetName()))
+        labelRandomized = None
+        if "data_randomization" in criteria and "label_randomized" not in inMemoryRoles:
+            labelRandomized = self.labelRandomizedModel(modelPath, labelRandomizedModelPath)
         baselineImages = [self.imageVolumeFromNode(n) for n in baselineVolumeNodes
                           if n is not None and n.GetID() != inputVolumeNode.GetID()]
         request = EvaluationRequest(image=image, groundTruth=groundTruth, baselineImages=baselineImages,
                                     modelPath=modelPath, methods=list(methods), targetClass=targetClass,
                                     criteria=list(criteria), granularity=granularity, seed=int(seed),
                                     inputNodeID=inputVolumeNode.GetID(), device=device, modelFactory=modelFactory,
-                                    modelKwargs=modelKwargs, preprocessing=preprocessing, workDirectory=None)
+                                    modelKwargs=modelKwargs, preprocessing=preprocessing, workDirectory=None,
+                                    shortcut=shortcut, labelRandomizedModelPath=labelRandomized,
+                                    faithfulnessSteps=int(faithfulnessSteps), faithfulnessFill=faithfulnessFill,
+                                    robustnessShift=int(robustnessShift),
+                                    robustnessNoiseSigma=None if robustnessNoiseSigma is None
+                                    else float(robustnessNoiseSigma))
         if workDirectory is None:
             import tempfile
 
             workDirectory = Path(tempfile.gettempdir()) / "SaliencyTrust" / self.requestDigest(request)
         request.workDirectory = Path(workDirectory)
         return request
+
+    @staticmethod
+    def labelRandomizedModel(modelPath: Path, labelRandomizedModelPath=None) -> Path:
+        """The label-randomized model of the ``data_randomization`` criterion: the given file, else
+        the bundle's ``models/model_label_randomized.pt`` (``modelPath`` a bundle folder).
+
+        Raises:
+            ValueError: the given file does not exist, or none was given and the bundle has none.
+        """
+        if labelRandomizedModelPath is not None:
+            path = Path(labelRandomizedModelPath)
+            if not path.exists():
+                raise ValueError(_("Label-randomized model '{path}' does not exist.").format(path=path))
+            return path
+        bundled = Path(modelPath) / LABEL_RANDOMIZED_FILE
+        if Path(modelPath).is_dir() and bundled.is_file():
+            return bundled
+        raise ValueError(_("Data randomization compares the maps with those of the same architecture trained "
+                           "on permuted labels: choose that label-randomized model (or give the bundle "
+                           "{file}), or untick the criterion.").format(file=LABEL_RANDOMIZED_FILE))
+
+    @staticmethod
+    def checkedBeyondSettings(methods: Sequence[str], faithfulnessSteps: int, faithfulnessFill: str,
+                              robustnessShift: int, robustnessNoiseSigma: Optional[float]) -> None:
+        """Check the faithfulness / robustness settings as the pipeline will (``EvaluationSettings``
+        refuses them with a sentence naming the setting), before any long work.
+
+        Raises:
+            ValueError: e.g. ``faithfulness_fill must be one of ['blur', 'zero', 'mean'], got 'black'.``
+        """
+        from SaliencyTrustLib.cohort.settings import EvaluationSettings
+
+        EvaluationSettings(methods=tuple(methods), faithfulness_steps=int(faithfulnessSteps),
+                           faithfulness_fill=faithfulnessFill, robustness_shift=int(robustnessShift),
+                           robustness_noise_sigma=robustnessNoiseSigma)
 
     @staticmethod
     def checkedFactory(modelFactory: Optional[str]) -> Optional[str]:
@@ -1045,7 +1175,8 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def requestDigest(request: EvaluationRequest) -> str:
         """16 hex digits of SHA-256 over everything that changes the results (voxels, geometry,
-        ground truth, baseline images, model, methods, criteria, settings): the default work folder,
+        ground truth, shortcut region, baseline images, models - the label-randomized one too -,
+        methods, criteria, settings): the default work folder,
         so the same Apply resumes its run and another never meets its files."""
         import hashlib
         import json
@@ -1058,12 +1189,19 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
                                 tuple(np.asarray(volume.origin, float)),
                                 np.asarray(volume.direction, float).tobytes())).encode())
         digest.update(b"no ground truth" if request.groundTruth is None else np.packbits(request.groundTruth).tobytes())
+        digest.update(b"no shortcut region" if request.shortcut is None else
+                      b"shortcut region" + np.packbits(request.shortcut).tobytes())
         preprocessing = request.preprocessing.to_dict() if request.preprocessing is not None else None
+        labelRandomized = request.labelRandomizedModelPath
         digest.update(json.dumps({
             "model": str(Path(request.modelPath).resolve()), "factory": request.modelFactory,
             "kwargs": request.modelKwargs, "methods": request.methods, "criteria": request.criteria,
             "target": request.targetClass, "granularity": request.granularity, "seed": request.seed,
-            "device": request.device, "preprocessing": preprocessing}, sort_keys=True, default=str).encode())
+            "device": request.device, "preprocessing": preprocessing,
+            "label_randomized": None if labelRandomized is None else str(Path(labelRandomized).resolve()),
+            "faithfulness": [request.faithfulnessSteps, request.faithfulnessFill],
+            "robustness": [request.robustnessShift, request.robustnessNoiseSigma]},
+            sort_keys=True, default=str).encode())
         return digest.hexdigest()[:16]
 
     # ---------------------------------------------------------------- the computation (worker)
@@ -1075,15 +1213,20 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         One image is judged with two named settings that differ from a cohort run, recorded in the
         scorecard: ``study_selection="all"`` (the image is evaluated whatever its label) and
         ``localization_baseline="randomized_model"`` (no average training mask exists for one
-        image). Baseline images join the different-image baseline as reference studies.
+        image). Baseline images join the different-image baseline as reference studies. The
+        shortcut region is the study's ``shortcut``; the label-randomized model is the models'
+        ``label_randomized`` (``models["label_randomized"]`` in memory), built like the model.
         """
         from SaliencyTrustLib.cohort import Cohort, EvaluationSettings, StudyModels, StudyRef
         from SaliencyTrustLib.model_spec import ModelSpec, bundle_preprocessing
         from SaliencyTrustLib.preprocessing import Preprocessing
 
         if models is not None:
+            labelRandomized = models.get("label_randomized")
+            if labelRandomized is None and request.labelRandomizedModelPath is not None:  # a file beside them
+                labelRandomized = ModelSpec(path=str(request.labelRandomizedModelPath))
             studyModels = StudyModels(original=models["model"], replicate=models.get("replicate"),
-                                      second_arch=models.get("second"))
+                                      second_arch=models.get("second"), label_randomized=labelRandomized)
             bundle = None
         else:
             path = Path(request.modelPath)
@@ -1093,14 +1236,18 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
                 studyModels = StudyModels.from_bundle(str(path))
             else:
                 studyModels = StudyModels(original=ModelSpec(path=str(path), **factory))
+            if request.labelRandomizedModelPath is not None:  # same architecture: the model's factory
+                studyModels.label_randomized = ModelSpec(path=str(request.labelRandomizedModelPath), **factory)
             bundle = path if path.is_dir() else (path.parent.parent if path.parent.name == "models" else None)
         preprocessing = request.preprocessing or Preprocessing(**(bundle_preprocessing(bundle) if bundle else {}))
         settings = EvaluationSettings(
             methods=tuple(request.methods), criteria=tuple(request.criteria), seed=int(request.seed),
             batch_size=1, sample_size=1, preprocessing=preprocessing, cascade_granularity=request.granularity,
-            study_selection="all", localization_baseline="randomized_model", target_class=request.targetClass)
+            study_selection="all", localization_baseline="randomized_model", target_class=request.targetClass,
+            faithfulness_steps=request.faithfulnessSteps, faithfulness_fill=request.faithfulnessFill,
+            robustness_shift=request.robustnessShift, robustness_noise_sigma=request.robustnessNoiseSigma)
         study = StudyRef(INPUT_STUDY_ID, request.image, request.groundTruth,
-                         label=1 if request.groundTruth is not None else None)
+                         label=1 if request.groundTruth is not None else None, shortcut=request.shortcut)
         references = [StudyRef(f"baseline-{index:02d}", image) for index, image in enumerate(request.baselineImages)]
         cohort = Cohort([study], reference_studies=references,
                         source=f"3D Slicer: {request.image.metadata.get('name', 'input volume')}")
@@ -1120,8 +1267,8 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
         Args:
             request: see :meth:`makeRequest`.
             result: filled as the steps run.
-            models: torch models already in memory (``model``, optional ``replicate`` and
-                ``second``) instead of loading ``request.modelPath``; they run in process.
+            models: torch models already in memory (``model``, optional ``replicate``, ``second``
+                and ``label_randomized``) instead of loading ``request.modelPath``; they run in process.
             process: the :class:`SaliencyTrustLib.cohort.request_process.StudyProcess` to run
                 (default :meth:`studyProcess`); the runner's Cancel kills it.
 
@@ -1424,11 +1571,13 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
             columns["rule"].InsertNextValue(f"{row.rule} (baseline: {row.baseline_name})")
         for array in columns.values():
             table.AddColumn(array)
-        table.SetColumnDescription("value", "the method's score on this image (AUPRC or SSIM)")
+        table.SetColumnDescription("value", "the method's score on this image (AUPRC, SSIM or insertion - "
+                                            "deletion area; the rule says which)")
         table.SetColumnDescription("baseline", "the score the method is compared with")
         table.SetColumnDescription("passed", "pass / fail / n/a (no baseline); the rule column says why")
         table.SetColumnDescription("spearman", "Spearman rank correlation beside SSIM (Binder et al. 2023)")
-        table.SetColumnDescription("rule", "the pass rule of the criterion, as in Arun et al. 2021")
+        table.SetColumnDescription("rule", "the pass rule of the criterion (Arun et al. 2021; beyond the study: "
+                                           "the criterion's own reference)")
         table.SetUseColumnTitleAsColumnHeader(True)
         return table
 
@@ -1534,6 +1683,8 @@ class SaliencyTrustLogic(ScriptedLoadableModuleLogic):
 
         ``models``: see :meth:`evaluationSteps`; ``options`` are :meth:`makeRequest`'s keyword arguments.
         """
+        if models is not None:
+            options.setdefault("inMemoryRoles", tuple(models))
         request = self.makeRequest(inputVolumeNode, modelPath, methods, **options)
         return self.startEvaluation(request, synchronous=True, models=models).result
 
@@ -1725,7 +1876,7 @@ class SaliencyTrustTest(ScriptedLoadableModuleTest):
         volume, segmentation, roi, baseline, mask = self._addStudy()
         methods = ["gradient", "gradcam"]
         result = logic.process(volume, DEFAULT_BUNDLE_DIR, methods, segmentationNode=segmentation,
-                               roiNodes=[roi], baselineVolumeNodes=[baseline], criteria=list(CRITERIA))
+                               roiNodes=[roi], baselineVolumeNodes=[baseline], criteria=list(STUDY_CRITERIA))
         self.assertTrue((result.request.groundTruth >= mask).all())
         self.assertEqual(set(result.mapNodes), set(methods))
         inputMatrix, mapMatrix = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
@@ -1740,7 +1891,7 @@ class SaliencyTrustTest(ScriptedLoadableModuleTest):
             self.assertTrue(np.array_equal(thresholded, values >= MAP_SEGMENTATION_THRESHOLD))
         # the methods and the negative controls, each on every criterion
         self.assertEqual(result.tableNode.GetNumberOfRows(),
-                         (len(methods) + len(result.results["controls"])) * len(CRITERIA))
+                         (len(methods) + len(result.results["controls"])) * len(STUDY_CRITERIA))
         self.assertIsNotNone(result.plotChartNode)
         with tempfile.TemporaryDirectory() as folder:
             written = logic.exportResults(result, folder)

@@ -119,7 +119,7 @@ def test_api_cli_and_bundle_give_the_same_scorecard_and_per_image_numbers(cohort
 
 def test_the_slicer_logic_gives_the_cohort_numbers_of_each_image_and_the_pipeline_verdicts(cohort_runs, st, scene,
                                                                                            mk):
-    from SaliencyTrustLib.cohort import StudyModels, evaluate_cohort, load_cohort
+    from SaliencyTrustLib.cohort import evaluate_cohort, load_cohort
     from SaliencyTrustLib.io import read_image
     from SaliencyTrustLib.preprocessing import Preprocessing
 

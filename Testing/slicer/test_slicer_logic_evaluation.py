@@ -145,8 +145,6 @@ def test_runner_keeps_the_event_loop_alive_and_cancels_between_steps(st, qapp):
 
 
 def test_runner_reports_a_worker_error_on_the_gui_thread(st, qapp):
-    from PySide6 import QtCore
-
     app = qapp
     finished = []
 
@@ -205,7 +203,7 @@ def test_evaluation_outputs_match_the_core_on_the_same_arrays(st, scene, study, 
     methods = ["gradient", "gradcam"]
     result = logic.process(study["volume"], study["bundle"], methods,
                            segmentationNode=study["segmentation"], roiNodes=[study["roi"]],
-                           baselineVolumeNodes=study["baselines"], criteria=list(st.CRITERIA),
+                           baselineVolumeNodes=study["baselines"], criteria=list(st.STUDY_CRITERIA),
                            granularity="blocks", seed=0)
 
     # Ground truth: the segmentation (stored flipped) is back on the input grid, the box added.
@@ -275,7 +273,7 @@ def test_evaluation_outputs_match_the_core_on_the_same_arrays(st, scene, study, 
         # one image is fewer than the 20 a verdict needs: every verdict is undecided, with the values shown
         value, baseline = cell(method, "randomization", "value"), cell(method, "randomization", "baseline")
         assert np.isfinite(value) and np.isfinite(baseline)
-        for criterion in st.CRITERIA:
+        for criterion in st.STUDY_CRITERIA:
             assert table.GetCellText(rows[(method, criterion)], table.GetColumnIndex("passed")) == "n/a"
         assert "baseline" in table.GetCellText(rows[(method, "randomization")], table.GetColumnIndex("rule"))
         row = result.scorecard.get(method, "randomization")
@@ -283,7 +281,7 @@ def test_evaluation_outputs_match_the_core_on_the_same_arrays(st, scene, study, 
 
     # The status line names each method's failed criteria, as the table says.
     for method in methods:
-        failed = [c for c in st.CRITERIA if table.GetCellText(rows[(method, c)], table.GetColumnIndex("passed")) == "fail"]
+        failed = [c for c in st.STUDY_CRITERIA if table.GetCellText(rows[(method, c)], table.GetColumnIndex("passed")) == "fail"]
         if failed:
             assert f"{method} ({', '.join(failed)})" in result.status
 

@@ -91,6 +91,11 @@ def test_every_parameter_binding_names_a_field_of_the_right_type():
     # A lab's own model (issue 11): factory, its arguments and the preprocessing are all in the panel.
     assert {"modelFactory", "modelKwargs", "preprocessingPreset", "inChannels", "inputSize", "resizeMode",
             "intensity"} <= {p for _c, p in bindings.values()}
+    # The criteria beyond the study (issue 13): a checkbox each, the marker region, the
+    # label-randomized model and the faithfulness / robustness settings.
+    assert {"runShortcut", "runDataRandomization", "runFaithfulness", "runRobustness", "shortcutSegmentation",
+            "labelRandomizedModelPath", "faithfulnessFill", "faithfulnessSteps",
+            "robustnessShift"} <= {p for _c, p in bindings.values()}
 
 
 def choice_values(annotation: str):
@@ -128,7 +133,7 @@ def test_every_choice_parameter_offers_exactly_its_choices_in_the_ui():
         assert values is not None, f"{parameter} is bound to a combo box but is not a Choice"
         assert items == values, f"{element.get('name')}: {items} != {values}"
         checked.append(parameter)
-    assert {"preprocessingPreset", "resizeMode", "granularity", "device"} <= set(checked)
+    assert {"preprocessingPreset", "resizeMode", "granularity", "device", "faithfulnessFill"} <= set(checked)
 
 
 def test_spin_boxes_cover_the_range_of_their_parameter():
@@ -231,3 +236,19 @@ def test_the_panels_own_model_fields_reach_the_request(st, scene, mk, tmp_path):
     p.modelKwargs, p.intensity = "", "bright"
     with pytest.raises(ValueError, match="intensity"):
         logic.requestFromParameterNode(p)
+
+
+def test_the_criteria_beyond_the_study_are_one_group_off_by_default():
+    """Their checkboxes, the marker region and the label-randomized model sit in the "Beyond the
+    study" section, apart from the study's four criteria; none is ticked by the .ui."""
+    root = ET.parse(UI_FILE).getroot()
+    group = next(w for w in root.iter("widget") if w.get("name") == "beyondCollapsibleButton")
+    assert "".join(next(p for p in group.findall("property") if p.get("name") == "text").itertext()).strip() \
+        == "Beyond the study"
+    inside = {"".join(p.itertext()).strip() for w in group.iter("widget") for p in w.findall("property")
+              if p.get("name") == "SlicerParameterName"}
+    assert {"runShortcut", "runDataRandomization", "runFaithfulness", "runRobustness", "shortcutSegmentation",
+            "labelRandomizedModelPath"} <= inside
+    assert not inside & {"runLocalization", "runRandomization", "runRepeatability", "runReproducibility"}
+    assert not [w.get("name") for w in group.iter("widget") if w.get("class") == "QCheckBox"
+                and any(p.get("name") == "checked" for p in w.findall("property"))]

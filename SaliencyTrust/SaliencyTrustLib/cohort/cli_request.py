@@ -15,13 +15,15 @@ request file:
 * ``out``: the results folder; ``device``: ``"cpu"``, ``"cuda"`` or ``"auto"``; ``restart``:
   delete results of another configuration found in ``out`` instead of refusing them.
 * ``studies`` / ``reference_studies``: ``{"study_id", "image", "ground_truth", "boxes", "label",
-  "aliases"}`` (:class:`~SaliencyTrustLib.cohort.sources.StudyRef`); in-memory images and masks
-  are written next to the request as NIfTI (:func:`SaliencyTrustLib.io.write_nifti`, the mask on
-  the image's grid as 0/1).
+  "aliases", "shortcut"}`` (:class:`~SaliencyTrustLib.cohort.sources.StudyRef`; ``shortcut``: the
+  known confounder's region, e.g. a burned-in marker, for the ``shortcut`` criterion); in-memory
+  images and masks (ground truth, shortcut region) are written next to the request as NIfTI
+  (:func:`SaliencyTrustLib.io.write_nifti`, each mask on the image's grid as 0/1).
 * ``training_masks``, ``source``, ``dicomweb_url``: the rest of the
   :class:`~SaliencyTrustLib.cohort.sources.Cohort`.
 * ``models``: ``{"original": ModelSpec, "replicate": ModelSpec | null, "second_arch": ...,
-  "localizer": ..., "localizer_replicate": ...}`` (every field of ``StudyModels``) as
+  "localizer": ..., "localizer_replicate": ..., "label_randomized": ...}`` (every field of
+  ``StudyModels``) as
   :meth:`~SaliencyTrustLib.model_spec.ModelSpec.to_dict` (models given in memory cannot cross a
   process boundary: run them in process).
 * ``settings``: :meth:`EvaluationSettings.to_dict`.
@@ -86,7 +88,8 @@ def _safe_id(study_id: str) -> str:
 
 
 def _study_entry(study, folder: Path, base: Path) -> Dict[str, Any]:
-    """A StudyRef as JSON, its in-memory image / mask written as NIfTI into ``folder``."""
+    """A StudyRef as JSON, its in-memory image and masks (ground truth, shortcut region) written as
+    NIfTI into ``folder``."""
     import numpy as np
 
     from ..image import ImageVolume
@@ -100,16 +103,17 @@ def _study_entry(study, folder: Path, base: Path) -> Dict[str, Any]:
         entry["image"] = os.path.relpath(path, base)
     else:
         entry["image"] = str(image)
-    mask = study.ground_truth
-    if isinstance(mask, np.ndarray):
-        if not isinstance(image, ImageVolume) or mask.size != int(np.prod(image.shape)):
-            raise ValueError(f"{study.study_id}: an in-memory ground truth needs an in-memory image of its "
-                             f"shape to be written (mask {mask.shape}).")
-        written = write_nifti(image.with_array(mask.reshape(image.shape).astype(bool)),
-                              folder / f"{_safe_id(study.study_id)}.ground_truth.nii.gz")
-        entry["ground_truth"] = os.path.relpath(written, base)
-    else:
-        entry["ground_truth"] = None if mask is None else str(mask)
+    for key, what in (("ground_truth", "ground truth"), ("shortcut", "shortcut region")):
+        mask = getattr(study, key)
+        if isinstance(mask, np.ndarray):
+            if not isinstance(image, ImageVolume) or mask.size != int(np.prod(image.shape)):
+                raise ValueError(f"{study.study_id}: an in-memory {what} needs an in-memory image of its "
+                                 f"shape to be written (mask {mask.shape}).")
+            written = write_nifti(image.with_array(mask.reshape(image.shape).astype(bool)),
+                                  folder / f"{_safe_id(study.study_id)}.{key}.nii.gz")
+            entry[key] = os.path.relpath(written, base)
+        else:
+            entry[key] = None if mask is None else str(mask)
     return entry
 
 
@@ -203,7 +207,8 @@ def read_request(path):
         boxes = entry.get("boxes")
         return StudyRef(str(entry["study_id"]), resolve(entry["image"]), resolve(entry.get("ground_truth")),
                         boxes=None if boxes is None else tuple(tuple(float(v) for v in b) for b in boxes),
-                        label=entry.get("label"), aliases=tuple(entry.get("aliases") or ()))
+                        label=entry.get("label"), aliases=tuple(entry.get("aliases") or ()),
+                        shortcut=resolve(entry.get("shortcut")))
 
     try:
         cohort = Cohort([study(e) for e in request["studies"]],

@@ -4,7 +4,8 @@ The trust criteria need **two architectures** (reproducibility) and **two indepe
 models of one architecture** (repeatability). The MONAI bundle (``MonaiBundle/``) trains
 
 * ``"densenet_small"``  - :class:`monai.networks.nets.DenseNet`, 3 dense blocks, 0.26 M parameters (1 MB);
-  ``models/model.pt`` (seed 0) and ``models/model_replicate.pt`` (seed 1);
+  ``models/model.pt`` (seed 0) and ``models/model_replicate.pt`` (seed 1), and
+  ``models/model_label_randomized.pt`` (seed 0, permuted training labels: the data randomization test);
 * ``"resnet_small"``    - :class:`monai.networks.nets.ResNet`, basic blocks ``[1, 1, 1, 1]``,
   0.31 M parameters (1.2 MB); ``models/model_second_arch.pt`` (seed 0);
 
@@ -36,6 +37,7 @@ BUNDLE_WEIGHTS: Dict[str, str] = {
     "models/model.pt": "densenet_small",
     "models/model_replicate.pt": "densenet_small",
     "models/model_second_arch.pt": "resnet_small",
+    "models/model_label_randomized.pt": "densenet_small",
 }
 
 #: Checkpoint key under which the bundle stores the architecture name beside the weights.

@@ -171,3 +171,39 @@ def make_cohort(n: int = 40, seed: int = 0, kind: str = "cxr", positive_fraction
         case.case_id = f"{kind}-{seed}-{index:04d}"
         cases.append(case)
     return cases
+
+
+def make_cases(n: int, seed: int, kind: str, size: int | None = None,
+               lesion_radius: Tuple[float, float] | None = None,
+               lesion_contrast: Tuple[float, float] | None = None) -> list:
+    """The cohort's cases: :func:`SaliencyTrustLib.synthetic.make_cohort`, or, when lesion size or
+    contrast is given, the same generator (same per-case seeds and labels) with those ranges.
+
+    Args:
+        lesion_radius: ``(low, high)`` lesion radius as a fraction of the image edge.
+        lesion_contrast: ``(low, high)`` peak intensity added by the lesion ([0, 1] image units; for
+            CT 1.0 = 2000 HU).
+    """
+    if lesion_radius is None and lesion_contrast is None:
+        return make_cohort(n=n, seed=seed, kind=kind, size=size)
+    if kind not in ("cxr", "ct"):
+        raise ValueError(f"kind must be 'cxr' or 'ct', got {kind!r}")
+    options = {}
+    for name, value in (("lesion_radius", lesion_radius), ("lesion_contrast", lesion_contrast)):
+        if value is not None:
+            low, high = (float(v) for v in value)
+            if not 0 < low <= high:
+                raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {value}")
+            options[name] = (low, high)
+    if size is not None:
+        options["size"] = size
+    make = make_cxr_case if kind == "cxr" else make_ct_case
+    cases = []
+    for index in range(n):
+        # Mirrors make_cohort: per-case generator and interleaved labels (f = 0.5); tested equal.
+        rng = np.random.default_rng([seed, index, 0 if kind == "cxr" else 1])
+        positive = np.floor((index + 1) * 0.5) > np.floor(index * 0.5)
+        case = make(rng, bool(positive), **options)
+        case.case_id = f"{kind}-{seed}-{index:04d}"
+        cases.append(case)
+    return cases

@@ -258,8 +258,9 @@ def ras_channel_first_to_kji(image: torch.Tensor) -> np.ndarray:
 # Datalists
 # ----------------------------------------------------------------------------------------------
 
-#: Keys of a datalist item that hold paths (relative to the datalist's folder unless absolute).
-PATH_KEYS = ("image", "mask", "dicom", "seg")
+#: Keys of a datalist item that hold paths (relative to the datalist's folder unless absolute);
+#: ``shortcut`` is the burned-in marker's mask of a ``saliency-trust synth --shortcut`` cohort.
+PATH_KEYS = ("image", "mask", "dicom", "seg", "shortcut")
 
 
 def _spatial_shape_on_disk(path: Path) -> Optional[tuple]:

@@ -42,7 +42,7 @@ TRAINED_TENSORS_SHA256 = "ddbd4a6926162bc4892bbc5b8b545a10ee56d271a3e07a3ddd9d42
 
 #: The weight files the zoo fetches through large_files.yml, and what each one holds.
 WEIGHT_FILES = ("models/model.pt", "models/model.ts", "models/model_replicate.pt", "models/model_second_arch.pt",
-                "models/localizer.pt", "models/localizer_replicate.pt")
+                "models/model_label_randomized.pt", "models/localizer.pt", "models/localizer_replicate.pt")
 
 
 def _inference_config(bundle: Path) -> Path:
@@ -211,10 +211,12 @@ def test_model_pt_is_a_plain_state_dict_of_the_inference_network_with_the_traine
 
 
 @pytest.mark.parametrize("file_name, network_name", [("model_replicate.pt", "densenet_small"),
-                                                     ("model_second_arch.pt", "resnet_small")])
+                                                     ("model_second_arch.pt", "resnet_small"),
+                                                     ("model_label_randomized.pt", "densenet_small")])
 def test_the_study_s_other_models_keep_their_network_name(bundle_root, file_name, network_name):
-    """The replicate and second-architecture files are not the zoo's ``model.pt`` and are loaded
-    without a config (``StudyModels.from_bundle``): they keep ``{"model": ..., "network_name": ...}``."""
+    """The replicate, second-architecture and label-randomized files are not the zoo's ``model.pt``
+    and are loaded without a config (``StudyModels.from_bundle``): they keep
+    ``{"model": ..., "network_name": ...}``."""
     path = bundle_root / "models" / file_name
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     assert checkpoint[ARCH_KEY] == network_name
@@ -223,7 +225,7 @@ def test_the_study_s_other_models_keep_their_network_name(bundle_root, file_name
 
 
 @pytest.mark.parametrize("model_name, named", [("model.pt", False), ("model_replicate.pt", True),
-                                               ("model_second_arch.pt", True)])
+                                               ("model_second_arch.pt", True), ("model_label_randomized.pt", True)])
 def test_training_finalize_writes_model_pt_plain_and_the_other_files_with_their_name(
         bundle_root, tmp_path, model_name, named):
     parser = ConfigParser()

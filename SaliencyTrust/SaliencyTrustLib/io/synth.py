@@ -20,6 +20,10 @@ every form the readers take::
                                            {"image", "label", "mask", "dicom", "case_id"}, paths
                                            relative to DIR; split 60/20/20, stratified by label,
                                            deterministic from the seed
+    DIR/markers/<case_id>.nii.gz           --shortcut only: the burned-in marker's pixels, uint8 {0, 1},
+                                           same grid as masks/ (all zero without a marker); items add
+                                           {"shortcut": "markers/<case_id>.nii.gz", "marker": 0|1}
+                                           (see :mod:`SaliencyTrustLib.synthetic_shortcut`)
 
 Determinism: every UID is ``2.25.<int>`` of a UUID hashed (SHA-256) from
 ``(seed, kind, case_id, role)``, dates and times are fixed, so two runs with one seed give the same
@@ -43,6 +47,7 @@ from typing import Dict, List, Sequence, Tuple, Union
 import numpy as np
 
 from ..image import ImageVolume
+from ..synthetic_shortcut import SHORTCUT_LESION_CONTRAST, ShortcutSettings, add_shortcut
 
 PathLike = Union[str, os.PathLike]
 
@@ -301,48 +306,18 @@ def split_case_ids(case_ids: Sequence[str], labels: Sequence[int], seed: int,
             "test": sorted(ordered[n_train + n_val:])}
 
 
-def make_cases(n: int, seed: int, kind: str, size: int | None = None,
-               lesion_radius: Tuple[float, float] | None = None,
-               lesion_contrast: Tuple[float, float] | None = None) -> list:
-    """The cohort's cases: :func:`SaliencyTrustLib.synthetic.make_cohort`, or, when lesion size or
-    contrast is given, the same generator (same per-case seeds and labels) with those ranges.
+def make_cases(*args, **kwargs) -> list:
+    """:func:`SaliencyTrustLib.synthetic.make_cases` (imported on first use: scipy stays out of the CLI parser)."""
+    from ..synthetic import make_cases as _make_cases
 
-    Args:
-        lesion_radius: ``(low, high)`` lesion radius as a fraction of the image edge.
-        lesion_contrast: ``(low, high)`` peak intensity added by the lesion ([0, 1] image units; for
-            CT 1.0 = 2000 HU).
-    """
-    from ..synthetic import make_cohort, make_ct_case, make_cxr_case
-
-    if lesion_radius is None and lesion_contrast is None:
-        return make_cohort(n=n, seed=seed, kind=kind, size=size)
-    if kind not in ("cxr", "ct"):
-        raise ValueError(f"kind must be 'cxr' or 'ct', got {kind!r}")
-    options = {}
-    for name, value in (("lesion_radius", lesion_radius), ("lesion_contrast", lesion_contrast)):
-        if value is not None:
-            low, high = (float(v) for v in value)
-            if not 0 < low <= high:
-                raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {value}")
-            options[name] = (low, high)
-    if size is not None:
-        options["size"] = size
-    make = make_cxr_case if kind == "cxr" else make_ct_case
-    cases = []
-    for index in range(n):
-        # Mirrors make_cohort: per-case generator and interleaved labels (f = 0.5); tested equal.
-        rng = np.random.default_rng([seed, index, 0 if kind == "cxr" else 1])
-        positive = np.floor((index + 1) * 0.5) > np.floor(index * 0.5)
-        case = make(rng, bool(positive), **options)
-        case.case_id = f"{kind}-{seed}-{index:04d}"
-        cases.append(case)
-    return cases
+    return _make_cases(*args, **kwargs)
 
 
 def write_synthetic_cohort(out_dir: PathLike, n: int = 40, seed: int = 0, kind: str = "cxr",
                            size: int | None = None, write_seg: bool = True,
                            lesion_radius: Tuple[float, float] | None = None,
-                           lesion_contrast: Tuple[float, float] | None = None) -> Dict[str, object]:
+                           lesion_contrast: Tuple[float, float] | None = None,
+                           shortcut: ShortcutSettings | None = None) -> Dict[str, object]:
     """Write the synthetic cohort (layout in the module docstring) and return a summary.
 
     Args:
@@ -353,7 +328,10 @@ def write_synthetic_cohort(out_dir: PathLike, n: int = 40, seed: int = 0, kind: 
         size: image edge in pixels (default 224 for cxr, 64 for ct).
         write_seg: also write the DICOM SEG of each positive (the slowest part).
         lesion_radius, lesion_contrast: ``(low, high)`` ranges of the lesions (see :func:`make_cases`;
-            default: those of :mod:`SaliencyTrustLib.synthetic`).
+            default: those of :mod:`SaliencyTrustLib.synthetic`; with ``shortcut``, lesion contrast
+            :data:`~SaliencyTrustLib.synthetic_shortcut.SHORTCUT_LESION_CONTRAST`).
+        shortcut: a :class:`~SaliencyTrustLib.synthetic_shortcut.ShortcutSettings` to burn a
+            laterality-marker confounder into the images (cxr only); None: no marker, the plain cohort.
 
     Returns:
         ``{"out": str, "n": int, "positives": int, "kind": str, "seed": int, "split": {part: count}}``.
@@ -362,14 +340,24 @@ def write_synthetic_cohort(out_dir: PathLike, n: int = 40, seed: int = 0, kind: 
 
     if kind not in ("cxr", "ct"):
         raise ValueError(f"kind must be 'cxr' or 'ct', got {kind!r}")
+    if shortcut is not None and kind != "cxr":
+        raise ValueError(f"--shortcut draws a radiograph's burned-in marker: it needs kind 'cxr', got {kind!r}.")
+    if shortcut is not None and lesion_contrast is None:
+        lesion_contrast = SHORTCUT_LESION_CONTRAST
     out = Path(out_dir)
-    for sub in ("dicom", "nifti", "masks", "seg"):
+    for sub in ("dicom", "nifti", "masks", "seg") + (("markers",) if shortcut is not None else ()):
         (out / sub).mkdir(parents=True, exist_ok=True)
     cases = make_cases(n, seed, kind, size, lesion_radius, lesion_contrast)
+    split = split_case_ids([c.case_id for c in cases], [c.label for c in cases], seed)
+    if shortcut is not None:
+        markers, marker_masks = add_shortcut(cases, split, seed, shortcut)
     box_rows, label_rows = [], []
     for index, case in enumerate(cases):
         uids = _case_uids(seed, kind, case.case_id)
         datasets = (_cr_dataset if kind == "cxr" else _ct_datasets)(case, index, seed, uids)
+        if shortcut is not None and markers[case.case_id]:
+            for ds in datasets:
+                ds.BurnedInAnnotation = "YES"
         case_dir = out / "dicom" / case.case_id
         case_dir.mkdir(exist_ok=True)
         for number, ds in enumerate(datasets):
@@ -387,6 +375,9 @@ def write_synthetic_cohort(out_dir: PathLike, n: int = 40, seed: int = 0, kind: 
         volume = ImageVolume(image, grid.spacing, grid.origin, grid.direction)
         save_volume(volume, out / "nifti" / f"{case.case_id}.nii.gz")
         save_volume(volume.with_array(mask), out / "masks" / f"{case.case_id}.nii.gz")
+        if shortcut is not None:
+            save_volume(volume.with_array(marker_masks[case.case_id].astype(np.uint8)[np.newaxis]),
+                        out / "markers" / f"{case.case_id}.nii.gz")
         seg_path = out / "seg" / f"{case.case_id}.dcm"
         if case.label and write_seg:
             _seg_dataset(case, datasets, uids, kind).save_as(seg_path, enforce_file_format=True)
@@ -413,15 +404,22 @@ def write_synthetic_cohort(out_dir: PathLike, n: int = 40, seed: int = 0, kind: 
         writer.writerow(["case_id", "label"])
         writer.writerows(label_rows)
     labels = {case.case_id: case.label for case in cases}
-    split = split_case_ids([c.case_id for c in cases], [c.label for c in cases], seed)
+    synthesis = {"size": size, "lesion_radius": lesion_radius, "lesion_contrast": lesion_contrast}
+    extra = {case_id: {} for case_id in labels}
+    if shortcut is not None:
+        synthesis["lesion_contrast"] = list(lesion_contrast)
+        synthesis["shortcut"] = shortcut.to_dict()
+        extra = {case_id: {"shortcut": f"markers/{case_id}.nii.gz", "marker": int(markers[case_id])}
+                 for case_id in labels}
     datalist = {
-        "description": f"SaliencyTrust synthetic {kind} cohort, n={n}, seed={seed}",
+        "description": f"SaliencyTrust synthetic {kind} cohort, n={n}, seed={seed}"
+                       + (" with a burned-in shortcut marker" if shortcut is not None else ""),
         "kind": kind,
         "seed": seed,
-        "synthesis": {"size": size, "lesion_radius": lesion_radius, "lesion_contrast": lesion_contrast},
+        "synthesis": synthesis,
         **{part: [{"image": f"nifti/{case_id}.nii.gz", "label": labels[case_id],
                    "mask": f"masks/{case_id}.nii.gz", "dicom": f"dicom/{case_id}",
-                   "case_id": case_id} for case_id in ids] for part, ids in split.items()},
+                   "case_id": case_id, **extra[case_id]} for case_id in ids] for part, ids in split.items()},
     }
     (out / "datalist.json").write_text(json.dumps(datalist, indent=1) + "\n")
     return {"out": str(out), "n": n, "positives": int(sum(labels.values())), "kind": kind,
@@ -443,7 +441,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "ct 0.06 0.1)")
     parser.add_argument("--lesion-contrast", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
                         help="lesion peak intensity range in [0, 1] image units (default cxr 0.22 0.35, "
-                             "ct 0.3 0.45; for CT 1.0 = 2000 HU)")
+                             "ct 0.3 0.45; for CT 1.0 = 2000 HU; with --shortcut 0.06 0.1)")
+    parser.add_argument("--shortcut", action="store_true",
+                        help="burn a laterality-marker confounder into the images (cxr only): present exactly "
+                             "when label == 1 in training / validation, in half of each label's test cases")
+    parser.add_argument("--shortcut-correlation", type=float, default=1.0, metavar="P",
+                        help="with --shortcut: fraction of training / validation cases whose marker agrees with "
+                             "the label (default 1.0; 0.5 = independent)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -451,9 +455,13 @@ def run(args: argparse.Namespace) -> int:
     if args.n < 1:
         print(f"saliency-trust synth: --n must be >= 1, got {args.n}")
         return 2
+    if args.shortcut_correlation != 1.0 and not args.shortcut:
+        raise ValueError("--shortcut-correlation sets the marker of --shortcut; add --shortcut.")
+    shortcut = ShortcutSettings(correlation=args.shortcut_correlation) if args.shortcut else None
     summary = write_synthetic_cohort(args.out, n=args.n, seed=args.seed, kind=args.kind,
                                      size=args.size, write_seg=not args.no_seg,
-                                     lesion_radius=args.lesion_radius, lesion_contrast=args.lesion_contrast)
+                                     lesion_radius=args.lesion_radius, lesion_contrast=args.lesion_contrast,
+                                     shortcut=shortcut)
     split = summary["split"]
     print(f"wrote {summary['n']} {summary['kind']} cases ({summary['positives']} positive) to "
           f"{summary['out']}: training {split['training']}, validation {split['validation']}, "

@@ -75,18 +75,20 @@ def beyond_blocks(results: Dict[str, Any], plan, settings, metric: Metric, summa
         randomized = {m: per(marked, m, final_state, "auprc_shortcut") for m in scored}
         lesion = {m: per(marked, m, ORIGINAL, "auprc") for m in scored}
         labels = {s.study_id: s.label for s in plan.studies.values()}
-        correct = {s: (results["predictions"][s]["predicted"] == labels[s])
-                   for s in studies if labels.get(s) is not None and results["predictions"][s]["predicted"] is not None}
+        predicted = {s: results["predictions"][s]["predicted"] for s in studies
+                     if results["predictions"][s]["predicted"] is not None}
+        correct = {s: predicted[s] == labels[s] for s in predicted if labels.get(s) is not None}
         results["shortcut"] = {
             "study_ids": marked, "auprc": found, "auprc_randomized_model": randomized, "auprc_lesion": lesion,
             "summary": {m: summarize(v) for m, v in found.items()},
             "lesion_summary": {m: summarize(v) for m, v in lesion.items()},
-            "model_reliance": {"accuracy_with_marker": _rate([correct[s] for s in studies
-                                                               if s in correct and present[s] == 1.0]),
-                               "accuracy_without_marker": _rate([correct[s] for s in studies
-                                                                  if s in correct and present[s] == 0.0]),
-                               "note": "accuracy of the original model on the evaluated studies with and without the "
-                                       "marker; a model that relies on the marker is right far more often with it"},
+            "model_reliance": {
+                "positive_rate_with_marker": _rate([predicted[s] == 1 for s in predicted if present[s] == 1.0]),
+                "positive_rate_without_marker": _rate([predicted[s] == 1 for s in predicted if present[s] == 0.0]),
+                "accuracy_with_marker": _rate([correct[s] for s in correct if present[s] == 1.0]),
+                "accuracy_without_marker": _rate([correct[s] for s in correct if present[s] == 0.0]),
+                "note": "how often the original model predicts class 1 (abnormal), and is right, on the evaluated "
+                        "studies with and without the marker: a model that relies on the marker follows it"},
             "rule": BEYOND_RULES["shortcut"]}
 
     if "data_randomization" in criteria:

@@ -88,8 +88,9 @@ def _boxes_mask(boxes, shape) -> np.ndarray:
     return np.asarray(boxes_to_mask(boxes, shape), dtype=bool).reshape(shape)
 
 
-def _mask_on_image_grid(source: Any, volume, what: str) -> np.ndarray:
-    """A mask (file path, ``.npy`` or bool array) as bool ``(K, J, I)`` on ``volume``'s grid."""
+def _mask_on_image_grid(source: Any, volume, what: str, allow_empty: bool = False) -> np.ndarray:
+    """A mask (file path, ``.npy`` or bool array) as bool ``(K, J, I)`` on ``volume``'s grid
+    (``allow_empty``: an all-zero file is a valid answer, e.g. no marker on this image)."""
     if isinstance(source, np.ndarray):
         mask, name = source, f"the {what} array"
     elif str(source).endswith(".npy"):
@@ -97,7 +98,7 @@ def _mask_on_image_grid(source: Any, volume, what: str) -> np.ndarray:
     else:
         from ..io import read_ground_truth
 
-        mask, name = np.asarray(read_ground_truth(source, volume)), source
+        mask, name = np.asarray(read_ground_truth(source, volume, allow_empty=allow_empty)), source
     if mask.size != int(np.prod(volume.shape)):
         raise ValueError(f"{name}: {what} of shape {mask.shape} does not match the image "
                          f"{volume.shape}; resample it onto the image grid.")
@@ -106,8 +107,8 @@ def _mask_on_image_grid(source: Any, volume, what: str) -> np.ndarray:
 
 def _ground_truth(study: StudyRef, volume, spatial_dims: int) -> Optional[np.ndarray]:
     """The study's ground truth as bool ``(K, J, I)`` on the image grid (None without)."""
-    if study.ground_truth is not None:
-        return _mask_on_image_grid(study.ground_truth, volume, "ground truth")
+    if study.ground_truth is not None:          # a negative study's mask is empty by right
+        return _mask_on_image_grid(study.ground_truth, volume, "ground truth", allow_empty=study.label == 0)
     if study.boxes:
         if spatial_dims == 3:
             raise ValueError(f"{study.study_id}: boxes outline a 2D image; give a volume its mask "
@@ -138,7 +139,8 @@ def prepare_study(study: StudyRef, cohort: Cohort, preprocessing: Preprocessing,
     mask = None if gt is None else preprocessing.mask_to_model(gt, geometry)
     shortcut = None
     if study.shortcut is not None:
-        shortcut = preprocessing.mask_to_model(_mask_on_image_grid(study.shortcut, volume, "shortcut mask"), geometry)
+        shortcut = preprocessing.mask_to_model(_mask_on_image_grid(study.shortcut, volume, "shortcut mask",
+                                                                        allow_empty=True), geometry)
     return PreparedStudy(study.study_id, image, mask, geometry, _header(volume), shortcut)
 
 

@@ -141,10 +141,12 @@ def _beyond_table(results: Dict[str, Any]) -> str:
     shortcut = results.get("shortcut")
     if shortcut:
         reliance = shortcut["model_reliance"]
-        items.append(f"<li id=\"shortcut-reliance\">Shortcut: the model is right on {_fmt(reliance['accuracy_with_marker']['rate'])} "
-                     f"of {reliance['accuracy_with_marker']['n']} evaluated images with the marker and "
-                     f"{_fmt(reliance['accuracy_without_marker']['rate'])} of {reliance['accuracy_without_marker']['n']} "
-                     f"without it; {len(shortcut['study_ids'])} images carry the marker.</li>")
+        items.append(f"<li id=\"shortcut-reliance\">Shortcut: the model predicts class 1 on "
+                     f"{_fmt(reliance['positive_rate_with_marker']['rate'])} of {reliance['positive_rate_with_marker']['n']} "
+                     f"evaluated images with the marker and {_fmt(reliance['positive_rate_without_marker']['rate'])} of "
+                     f"{reliance['positive_rate_without_marker']['n']} without it (accuracy "
+                     f"{_fmt(reliance['accuracy_with_marker']['rate'])} with, {_fmt(reliance['accuracy_without_marker']['rate'])} "
+                     "without): a model that relies on the marker follows it.</li>")
     data = results.get("data_randomization")
     if data:
         items.append(f"<li>Data randomization: the label-randomized model predicts the trained model's class on "

@@ -23,6 +23,8 @@ BUNDLE = REPO / "MonaiBundle"
 SIZE = 48
 METHODS = ("gradient", "gradcam")
 CRITERIA = ("localization", "randomization", "repeatability", "reproducibility")
+#: Beyond the study: every front end runs them too (``shortcut`` is skipped alike: no marker here).
+BEYOND = ("shortcut", "data_randomization", "faithfulness", "robustness")
 #: Numbers of a batch of one and of a batch of three, or of 1 and 2 torch threads, may differ in the
 #: last float32 bits of the maps; verdicts may not differ at all.
 TOLERANCE = 1e-5
@@ -32,7 +34,7 @@ def _settings(**overrides):
     from SaliencyTrustLib.cohort import EvaluationSettings
     from SaliencyTrustLib.preprocessing import Preprocessing
 
-    values = dict(methods=METHODS, criteria=CRITERIA, sample_size=3, n_pairs=5, batch_size=3,
+    values = dict(methods=METHODS, criteria=CRITERIA + BEYOND, sample_size=3, n_pairs=5, batch_size=3,
                   preprocessing=Preprocessing(in_channels=1, input_size=SIZE, intensity="minmax01"))
     values.update(overrides)
     return EvaluationSettings(**values)
@@ -53,13 +55,14 @@ def cohort_runs(tmp_path_factory):
                           root / "api", progress=False)
     code = main(["evaluate", "--cohort", str(root / "cohort"), "--bundle", str(BUNDLE), "--methods", ",".join(METHODS),
                  "--sample-size", "3", "--n-pairs", "5", "--batch-size", "3", "--input-size", str(SIZE),
-                 "--out", str(root / "cli"), "--no-progress", "--no-report"])
+                 "--criteria", "all", "--out", str(root / "cli"), "--no-progress", "--no-report"])
     assert code == 0
     override = {"bundle_root": str(BUNDLE), "dataset_dir": str(root / "cohort"), "output_dir": str(root / "bundle"),
                 "image_size": [SIZE, SIZE], "write_report": False, "batch_size": 3,
                 "saliency_methods": {m: {"_target_": "SaliencyTrustLib.saliency.SaliencyMethod", "method": m}
                                      for m in METHODS},
-                "settings#sample_size": 3, "settings#n_pairs": 5, "settings#batch_size": 3}
+                "settings#sample_size": 3, "settings#n_pairs": 5, "settings#batch_size": 3,
+                "criteria": list(CRITERIA + BEYOND)}
     done = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file",
                            str(BUNDLE / "configs" / "trust.json"), "--meta_file",
                            str(BUNDLE / "configs" / "metadata.json"), "--args_file", _args_file(root, override)],
@@ -104,17 +107,23 @@ def test_api_cli_and_bundle_give_the_same_scorecard_and_per_image_numbers(cohort
         loc = next(r for r in results["scorecard"]["rows"] if (r["method"], r["criterion"]) == ("gradient", "localization"))
         assert loc["details"]["localization_network_auprc"] == pytest.approx(networks["auprc"]["mean"], abs=TOLERANCE)
         assert "vs_localization_network" in loc["details"]
-    assert len(_rows(api)) == (len(METHODS) + len(api["controls"])) * len(CRITERIA)
+    assert "no study has a shortcut region" in api["skipped_criteria"]["shortcut"]
+    ran = CRITERIA + BEYOND[1:]
+    assert len(_rows(api)) == (len(METHODS) + len(api["controls"])) * len(ran)
+    assert api["models"]["label_randomized"] is not None         # the bundle's shipped label-randomized model
     for other in (cli, bundle):
+        assert other["skipped_criteria"] == api["skipped_criteria"]
         assert other["settings"]["preprocessing"] == api["settings"]["preprocessing"]
         assert other["cohort"]["sample"] == api["cohort"]["sample"]
         assert_same_scorecard(other, api)
         for method in METHODS:
             np.testing.assert_allclose(other["localization"]["auprc"][method], api["localization"]["auprc"][method],
                                        atol=TOLERANCE)
-            for criterion in ("repeatability", "reproducibility"):
+            for criterion in ("repeatability", "reproducibility", "data_randomization", "robustness"):
                 np.testing.assert_allclose(other[criterion]["ssim"][method], api[criterion]["ssim"][method],
                                            atol=TOLERANCE)
+            np.testing.assert_allclose(other["faithfulness"]["score"][method], api["faithfulness"]["score"][method],
+                                       atol=TOLERANCE)
 
 
 def test_the_slicer_logic_gives_the_cohort_numbers_of_each_image_and_the_pipeline_verdicts(cohort_runs, st, scene,
@@ -136,7 +145,7 @@ def test_the_slicer_logic_gives_the_cohort_numbers_of_each_image_and_the_pipelin
     baselines = [logic.createVolumeNode(read_image(s.image), name=s.study_id) for s in others]
     preprocessing = Preprocessing(in_channels=1, input_size=SIZE, intensity="minmax01")
     result = logic.process(node, BUNDLE, list(METHODS), segmentationNode=segmentation,
-                           baselineVolumeNodes=baselines, criteria=list(CRITERIA), preprocessing=preprocessing,
+                           baselineVolumeNodes=baselines, criteria=list(CRITERIA + BEYOND[1:]), preprocessing=preprocessing,
                            workDirectory=root / "slicer")
     mine = result.results
     index = api["localization"]["study_ids"].index(study_id)
@@ -154,6 +163,15 @@ def test_the_slicer_logic_gives_the_cohort_numbers_of_each_image_and_the_pipelin
         per_state = [state["mean"] for state in slicer_curve]
         assert per_state[-1] == pytest.approx(api["randomization"]["curves"][method]["ssim_final_per_study"]
                                               [sample_index], abs=TOLERANCE)
+        # beyond the study: the same numbers for this image (the noise and the random pixel order are
+        # drawn per study id, which differs between a cohort and one reviewed image)
+        assert mine["data_randomization"]["ssim"][method][0] == pytest.approx(
+            api["data_randomization"]["ssim"][method][sample_index], abs=TOLERANCE)
+        assert mine["robustness"]["ssim_by_perturbation"]["shift"][method][0] == pytest.approx(
+            api["robustness"]["ssim_by_perturbation"]["shift"][method][sample_index], abs=TOLERANCE)
+        for curve in ("deletion_auc", "insertion_auc"):
+            assert mine["faithfulness"][curve][method][0] == pytest.approx(
+                api["faithfulness"][curve][method][sample_index], abs=TOLERANCE)
     # The Slicer verdicts are the pipeline's on the same one-image study (its named settings).
     assert mine["settings"]["study_selection"] == "all"
     assert mine["settings"]["localization_baseline"] == "randomized_model"
@@ -163,4 +181,4 @@ def test_the_slicer_logic_gives_the_cohort_numbers_of_each_image_and_the_pipelin
     assert {(r.method, r.criterion, r.passed) for r in result.scorecard.rows} == \
         {(m, c, p) for (m, c), (_v, _b, p) in _rows(direct).items()}
     table = result.tableNode
-    assert table.GetNumberOfRows() == (len(METHODS) + len(mine["controls"])) * len(CRITERIA)
+    assert table.GetNumberOfRows() == (len(METHODS) + len(mine["controls"])) * len(CRITERIA + BEYOND[1:])

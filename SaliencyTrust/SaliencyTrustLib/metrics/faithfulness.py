@@ -7,7 +7,8 @@ area). The random pixel order (:func:`random_order_maps`) is the baseline: a map
 chance gives the random order's areas.
 
 Conventions: images ``(B, C, *spatial)`` (2D or 3D, one implementation), maps ``(B, *spatial)``
-(only the ranking counts; ties broken by the stable order of ``-map`` in C order), targets ``(B,)``.
+(only the ranking counts: the map min-max scaled and rounded to 5 decimals, so float noise never
+reorders pixels; ties keep C order), targets ``(B,)``.
 Step ``k`` of ``steps`` changes the ``round(k N / steps)`` top-ranked of the ``N`` pixels, in every
 channel. Areas are trapezoids over the fraction 0 .. 1 (so a constant score ``s`` has area ``s``).
 At most ``internal_batch_size`` perturbed inputs go through the model at once (the memory bound);
@@ -26,6 +27,8 @@ __all__ = ["FILLS", "FaithfulnessCurves", "DeletionInsertion", "random_order_map
 #: What a removed pixel becomes: the blurred image, zero, or the image's per-channel mean.
 FILLS = ("blur", "zero", "mean")
 SCORES = ("probability", "logit")
+#: Decimals of the min-max scaled map that order the pixels (see :func:`_rank_values`).
+RANK_DECIMALS = 5
 
 
 @dataclass
@@ -113,7 +116,7 @@ class DeletionInsertion:
         insertion = np.full((batch, self.steps + 1), np.nan)
         ranked = np.array([np.isfinite(m).all() and np.ptp(m) > 0 for m in maps])
         for b in np.flatnonzero(ranked):
-            order = torch.from_numpy(np.argsort(-maps[b].ravel(), kind="stable")).to(images.device)
+            order = torch.from_numpy(np.argsort(-_rank_values(maps[b]), kind="stable")).to(images.device)
             rank = torch.empty(pixels, dtype=torch.long, device=images.device)
             rank[order] = torch.arange(pixels, device=images.device)
             rank = rank.reshape(images.shape[2:])
@@ -137,6 +140,14 @@ class DeletionInsertion:
                 values = torch.softmax(logits, dim=1)[:, target] if self.score == "probability" else logits[:, target]
                 out.append(values.cpu().double().numpy())
         return np.concatenate(out)
+
+
+def _rank_values(saliency_map: np.ndarray) -> np.ndarray:
+    """The map min-max scaled and rounded to :data:`RANK_DECIMALS` decimals, flattened: pixels
+    whose values differ by float noise only (a batch of 1 vs 8, 1 vs 2 threads) tie, and ties keep
+    their C order, so the curves do not depend on how the map was computed."""
+    values = saliency_map.astype(np.float64).ravel()
+    return np.round((values - values.min()) / np.ptp(values), RANK_DECIMALS)
 
 
 def _area(curves: np.ndarray, fractions: np.ndarray) -> np.ndarray:

@@ -1,85 +1,270 @@
-"""Deletion / insertion curves against models whose faithful map is known."""
-
-from __future__ import annotations
+"""Deletion / insertion curves (RISE): oracles on models whose score is known in closed form."""
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from scipy.ndimage import gaussian_filter
 
-from SaliencyTrustLib.metrics.faithfulness import DeletionInsertion, random_order_maps
+from SaliencyTrustLib.metrics import (FILLS, DeletionInsertion, FaithfulnessCurves, count_reasons,
+                                      random_order_maps)
+from SaliencyTrustLib.metrics._common import REASON_CONSTANT_MAP, REASON_NAN_MAP
 
 
-class RegionMean(nn.Module):
-    """Logits (B, 2) = (0, 20 * mean of the input over a fixed region): only that region matters."""
+class RegionMean(torch.nn.Module):
+    """Logits ``[0, gain * mean of channel 0 over the region]``: only the region's pixels count."""
 
-    def __init__(self, region: torch.Tensor):
+    def __init__(self, region: np.ndarray, gain: float = 4.0):
         super().__init__()
-        self.register_buffer("region", region.float())
+        self.register_buffer("region", torch.as_tensor(region, dtype=torch.float32))
+        self.gain = gain
+        self.anchor = torch.nn.Parameter(torch.zeros(()))     # gives the model a device and dtype
 
     def forward(self, x):
-        inside = (x * self.region).sum(dim=tuple(range(1, x.ndim))) / self.region.sum() / x.shape[1]
-        return torch.stack([torch.zeros_like(inside), 20 * inside], dim=1)
+        assert not torch.is_grad_enabled() and not self.training
+        inside = (x[:, 0] * self.region).flatten(1).sum(1) / self.region.sum()
+        return torch.stack([torch.zeros_like(inside), self.gain * inside + self.anchor], dim=1)
 
 
-def _setup(shape=(24, 24), channels=1):
-    region = torch.zeros(shape, dtype=torch.bool)
-    region[tuple(slice(4, 10) for _ in shape)] = True
-    images = torch.ones((3, channels) + shape) * 0.5
-    truth = np.broadcast_to(region.numpy().astype(np.float32), (3,) + shape).copy()
-    return RegionMean(region), images, truth
+class SmallConv(torch.nn.Module):
+    """A non-linear classifier with batch norm and dropout (whose train mode would mix the batch)."""
+
+    def __init__(self, dims: int = 2, channels: int = 2):
+        super().__init__()
+        conv = torch.nn.Conv2d if dims == 2 else torch.nn.Conv3d
+        norm = torch.nn.BatchNorm2d if dims == 2 else torch.nn.BatchNorm3d
+        self.features = torch.nn.Sequential(conv(channels, 4, 3, padding=1), norm(4),
+                                            torch.nn.ReLU(), conv(4, 4, 3, padding=1))
+        self.drop = torch.nn.Dropout(0.5)
+        self.head = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.head(self.drop(self.features(x).flatten(2).amax(2)))
 
 
-def test_the_true_region_beats_the_random_order_and_its_reverse_is_worse():
-    model, images, truth = _setup()
-    curves = DeletionInsertion(steps=20, fill="zero")
-    targets = torch.ones(3, dtype=torch.long)
-    faithful = curves(model, images, truth, targets)
-    random = curves(model, images, random_order_maps(truth.shape, [1, 2, 3]), targets)
-    reverse = curves(model, images, 1.0 - truth, targets)
-    assert (faithful.deletion_auc < random.deletion_auc).all() and (faithful.insertion_auc > random.insertion_auc).all()
-    assert (reverse.deletion_auc > random.deletion_auc).all() and (reverse.insertion_auc < random.insertion_auc).all()
-    # end points: fraction 0 deletion = the image's score, fraction 1 = the fill's; insertion the other way
-    probability = torch.softmax(model(images), 1)[:, 1].numpy()
-    fill_probability = torch.softmax(model(torch.zeros_like(images)), 1)[:, 1].numpy()
-    np.testing.assert_allclose(faithful.deletion[:, 0], probability, rtol=1e-6)
-    np.testing.assert_allclose(faithful.deletion[:, -1], fill_probability, rtol=1e-6)
-    np.testing.assert_allclose(faithful.insertion[:, 0], fill_probability, rtol=1e-6)
-    np.testing.assert_allclose(faithful.insertion[:, -1], probability, rtol=1e-6)
-    assert faithful.fractions[0] == 0 and faithful.fractions[-1] == 1 and len(faithful.fractions) == 21
+def _region_case(shape=(16, 16), batch=2, seed=0):
+    rng = np.random.default_rng(seed)
+    region = np.zeros(shape, bool)
+    region[tuple(slice(n // 4, n // 4 + n // 4) for n in shape)] = True   # 1/4 per axis
+    images = torch.as_tensor(1.0 + rng.random((batch, 1) + shape), dtype=torch.float32)
+    return region, images, RegionMean(region).eval()
 
 
-def test_the_internal_batch_size_bounds_memory_without_changing_a_number():
-    model, images, truth = _setup()
-    maps = truth + np.random.default_rng(0).random(truth.shape).astype(np.float32) * 0.1
-    targets = torch.ones(3, dtype=torch.long)
-    one = DeletionInsertion(steps=10, fill="blur", internal_batch_size=1)(model, images, maps, targets)
-    many = DeletionInsertion(steps=10, fill="blur", internal_batch_size=64)(model, images, maps, targets)
-    np.testing.assert_array_equal(one.deletion, many.deletion)
-    np.testing.assert_array_equal(one.insertion_auc, many.insertion_auc)
+def test_true_region_map_beats_random_order_and_reversed_map_is_worse():
+    region, images, model = _region_case()
+    maps = np.broadcast_to(region, (2,) + region.shape).astype(np.float32)
+    metric = DeletionInsertion(steps=32, fill="zero", score="logit")
+    true = metric(model, images, maps, [1, 1])
+    reverse = metric(model, images, -maps, [1, 1])
+    seeds = list(range(16))
+    random = [metric(model, images[[i] * len(seeds)], random_order_maps(region.shape, seeds),
+                     [1] * len(seeds)) for i in range(2)]
+    full = 4.0 * images[:, 0][:, torch.as_tensor(region)].mean(1).numpy()
+    r = region.mean()                                  # fraction of pixels in the region: 1/16
+    for i in range(2):
+        rnd_del = random[i].deletion_auc.mean()
+        rnd_ins = random[i].insertion_auc.mean()
+        assert true.deletion_auc[i] < rnd_del < reverse.deletion_auc[i]
+        assert true.insertion_auc[i] > rnd_ins > reverse.insertion_auc[i]
+        # closed forms: the region goes first (last), uniformly valued up to the image's noise
+        assert true.deletion_auc[i] == pytest.approx(full[i] * r / 2, rel=0.25)
+        assert reverse.deletion_auc[i] == pytest.approx(full[i] * (1 - r / 2), rel=0.05)
+        assert rnd_del == pytest.approx(full[i] / 2, rel=0.1)
+        assert true.insertion_auc[i] == pytest.approx(full[i] * (1 - r / 2), rel=0.05)
+    # the scale of a map does not matter, only its ranking
+    scaled = metric(model, images, 1e-3 * maps + 7.0, [1, 1])
+    np.testing.assert_array_equal(scaled.deletion, true.deletion)
 
 
-def test_volumes_channels_and_logit_scores_work_and_an_unranked_map_is_nan():
-    model, images, truth = _setup(shape=(8, 12, 12), channels=2)
-    targets = torch.ones(3, dtype=torch.long)
-    maps = truth.copy()
-    maps[1] = 0.5                                    # constant: no ranking
-    maps[2, 0, 0, 0] = np.nan
-    found = DeletionInsertion(steps=4, fill="mean", score="logit")(model, images, maps, targets)
-    assert np.isfinite(found.deletion_auc[0]) and np.isnan(found.deletion_auc[1:]).all()
-    assert found.deletion[0, 0] == pytest.approx(10.0)          # the logit of the untouched image: 20 * 0.5
-    assert images.eq(0.5).all()                                  # the caller's tensor is not modified
+def test_curve_ends_are_the_image_and_the_fill_image_scores():
+    rng = np.random.default_rng(1)
+    images = torch.as_tensor(rng.random((3, 2, 12, 10)), dtype=torch.float32)
+    maps = rng.random((3, 12, 10))
+    torch.manual_seed(0)
+    model = SmallConv().eval()
+    targets = np.array([0, 2, 1])
+    with torch.no_grad():
+        clean = torch.softmax(model(images).double(), 1)[torch.arange(3), targets].numpy()
+    arr = images.numpy().astype(np.float64)
+    fills = {"zero": np.zeros_like(arr),
+             "mean": np.broadcast_to(arr.mean(axis=(2, 3), keepdims=True), arr.shape),
+             "blur": gaussian_filter(arr, sigma=(0, 0, 2.5, 2.5), mode="reflect")}
+    assert set(fills) == set(FILLS)
+    for fill, expected in fills.items():
+        curves = DeletionInsertion(steps=5, fill=fill, blur_sigma=2.5)(model, images, maps, targets)
+        with torch.no_grad():
+            fill_logits = model(torch.tensor(expected, dtype=torch.float32)).double()
+        fill_score = torch.softmax(fill_logits, 1)[torch.arange(3), targets].numpy()
+        np.testing.assert_allclose(curves.deletion[:, 0], clean, rtol=1e-6)
+        np.testing.assert_allclose(curves.insertion[:, -1], clean, rtol=1e-6)
+        np.testing.assert_allclose(curves.deletion[:, -1], fill_score, rtol=1e-5)
+        np.testing.assert_allclose(curves.insertion[:, 0], fill_score, rtol=1e-5)
+        np.testing.assert_array_equal(curves.fractions, np.arange(6) * 24 / 120)
+        assert curves.fractions[0] == 0 and curves.fractions[-1] == 1
 
 
-def test_bad_arguments_name_the_fix():
-    model, images, truth = _setup()
-    with pytest.raises(ValueError, match="fill must be one of"):
+def test_intermediate_step_equals_the_hand_built_perturbed_image_with_ties_in_flat_order():
+    images = torch.arange(2 * 9, dtype=torch.float32).reshape(1, 2, 3, 3) / 10
+    maps = np.array([[[0, 5, 5], [1, 5, 0], [2, 3, 4]]], np.float32)    # ties: 5 at flat 1, 2, 4
+    torch.manual_seed(0)
+    model = SmallConv().eval()
+    curves = DeletionInsertion(steps=3, fill="zero", score="logit")(model, images, maps, [2])
+    # most salient first, ties to the lower flat index: 1, 2, 4 | 8, 7, 6 | 3, 0, 5
+    order = [1, 2, 4, 8, 7, 6, 3, 0, 5]
+    for k, n in enumerate([0, 3, 6, 9]):
+        gone = torch.zeros(9, dtype=torch.bool)
+        gone[order[:n]] = True
+        gone = gone.view(1, 1, 3, 3)
+        with torch.no_grad():
+            deleted = model(torch.where(gone, 0.0, images))[0, 2].item()
+            inserted = model(torch.where(gone, images, 0.0))[0, 2].item()
+        assert curves.deletion[0, k] == pytest.approx(deleted, abs=1e-6)
+        assert curves.insertion[0, k] == pytest.approx(inserted, abs=1e-6)
+    widths = np.diff(curves.fractions)
+    auc = float(((curves.deletion[0, 1:] + curves.deletion[0, :-1]) / 2 * widths).sum())
+    assert curves.deletion_auc[0] == pytest.approx(auc)
+
+
+class PixelIndexSum(torch.nn.Module):
+    """Logit 1 = sum over pixels of ``x * (flat index + 1)``: each deleted pixel shows in the curve."""
+
+    def forward(self, x):
+        weights = torch.arange(1, x[0, 0].numel() + 1, dtype=x.dtype).view(x.shape[2:])
+        total = (x[:, 0] * weights).flatten(1).sum(1)
+        return torch.stack([torch.zeros_like(total), total], dim=1)
+
+
+def test_pixel_order_is_a_stable_descending_sort_of_the_map_in_2d_and_3d():
+    rng = np.random.default_rng(4)
+    for shape in [(20, 20), (6, 7, 8)]:
+        maps = rng.integers(0, 3, size=(1,) + shape).astype(np.float32)     # many ties
+        n = maps.size
+        images = torch.ones((1, 1) + shape)
+        curves = DeletionInsertion(steps=n, fill="zero", score="logit", internal_batch_size=256)(
+            PixelIndexSum(), images, maps, [1])
+        removed = -np.diff(curves.deletion[0])                # = flat index + 1 of each pixel
+        order = np.rint(removed).astype(np.int64) - 1
+        np.testing.assert_array_equal(order, np.argsort(-maps[0].ravel(), kind="stable"))
+        assert (np.diff(order[maps[0].ravel()[order] == 2]) > 0).all()   # ties: raster order
+
+
+def test_internal_batch_size_changes_neither_the_inputs_nor_the_numbers_and_bounds_each_pass():
+    rng = np.random.default_rng(2)
+    images = torch.as_tensor(rng.random((3, 2, 9, 11)), dtype=torch.float32)
+    maps = torch.as_tensor(rng.random((3, 9, 11)))
+    torch.manual_seed(0)
+    model = SmallConv()               # left in train mode: the metric must switch it to eval
+    seen = []
+    model.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].clone()))
+    before_images, before_maps = images.clone(), maps.clone()
+    results, inputs = {}, {}
+    for ibs in (1, 5, 16, 200):
+        seen.clear()
+        results[ibs] = DeletionInsertion(steps=7, internal_batch_size=ibs)(model, images, maps,
+                                                                            torch.tensor([0, 1, 2]))
+        assert max(len(x) for x in seen) <= ibs
+        inputs[ibs] = torch.cat(seen)
+        assert len(inputs[ibs]) == 3 * 2 * 7                   # clean and fill images scored once
+    assert model.training                                      # the caller's mode is restored
+    assert torch.equal(images, before_images) and torch.equal(maps, before_maps)
+    for ibs in (5, 16, 200):
+        assert torch.equal(inputs[ibs], inputs[1])             # the same perturbed inputs, bit for bit
+        # a convolution's float32 sums may be ordered differently for another batch size
+        np.testing.assert_allclose(results[ibs].deletion, results[1].deletion, rtol=1e-6)
+        np.testing.assert_allclose(results[ibs].insertion, results[1].insertion, rtol=1e-6)
+    # a model that treats each input alone gives identical numbers
+    region, images, region_model = _region_case(batch=3)
+    maps = rng.random((3,) + region.shape)
+    curves = [DeletionInsertion(steps=9, internal_batch_size=ibs)(region_model, images, maps, 1)
+              for ibs in (1, 7, 64)]
+    for other in curves[1:]:
+        np.testing.assert_array_equal(other.deletion, curves[0].deletion)
+        np.testing.assert_array_equal(other.insertion_auc, curves[0].insertion_auc)
+
+
+def test_volumes_use_the_same_implementation():
+    region, images, model = _region_case(shape=(8, 8, 12), batch=1)
+    maps = region[None].astype(np.float32)
+    metric = DeletionInsertion(steps=10, fill="zero", score="logit")
+    true = metric(model, images, maps, [1])
+    random = metric(model, images.expand(4, -1, -1, -1, -1), random_order_maps(region.shape,
+                                                                              [0, 1, 2, 3]), 1)
+    assert true.deletion.shape == (1, 11) and true.fractions.shape == (11,)
+    assert true.deletion_auc[0] < random.deletion_auc.mean()
+    assert true.insertion_auc[0] > random.insertion_auc.mean()
+    torch.manual_seed(0)
+    conv3d = SmallConv(dims=3, channels=1).eval()
+    curves = DeletionInsertion(steps=4, blur_sigma=1.5)(conv3d, images, maps, [0])
+    blurred = gaussian_filter(images.numpy().astype(np.float64), sigma=(0, 0, 1.5, 1.5, 1.5))
+    with torch.no_grad():
+        fill_score = torch.softmax(conv3d(torch.as_tensor(blurred, dtype=torch.float32)), 1)[0, 0]
+    assert curves.deletion[0, -1] == pytest.approx(fill_score.item(), rel=1e-5)
+    assert np.isfinite(curves.deletion).all() and np.isfinite(curves.insertion_auc).all()
+
+
+def test_constant_and_nan_maps_give_nan_with_reasons_and_leave_the_others_unchanged():
+    region, images, model = _region_case(batch=3)
+    maps = np.random.default_rng(3).random((3,) + region.shape)
+    metric = DeletionInsertion(steps=4, fill="mean")
+    alone = metric(model, images[1:2], maps[1:2], [1])
+    maps[0] = 0.25
+    maps[2, 3, 3] = np.nan
+    curves = metric(model, images, maps, [1, 1, 1])
+    assert isinstance(curves, FaithfulnessCurves)
+    assert np.isnan(curves.deletion_auc[[0, 2]]).all() and np.isnan(curves.insertion_auc[[0, 2]]).all()
+    assert np.isnan(curves.deletion[[0, 2]]).all()
+    assert curves.reasons == [REASON_CONSTANT_MAP, None, REASON_NAN_MAP]
+    assert count_reasons(curves.reasons) == {REASON_CONSTANT_MAP: 1, REASON_NAN_MAP: 1}
+    np.testing.assert_array_equal(curves.deletion[1], alone.deletion[0])
+    np.testing.assert_array_equal(curves.insertion_auc[1], alone.insertion_auc[0])
+
+
+def test_random_order_maps_are_seeded_permutations_without_ties():
+    maps = random_order_maps((5, 7), [0, 1, 0])
+    assert maps.shape == (3, 5, 7) and maps.dtype == np.float32
+    np.testing.assert_array_equal(np.sort(maps[1].ravel()), np.arange(35))
+    np.testing.assert_array_equal(maps[0], maps[2])
+    assert not np.array_equal(maps[0], maps[1])
+    # every pixel is equally likely to come first
+    firsts = np.argmax(random_order_maps((2, 2), range(4000)).reshape(4000, 4), axis=1)
+    assert np.bincount(firsts, minlength=4).min() > 900
+
+
+def test_invalid_arguments_raise_sentences_that_say_the_fix():
+    region, images, model = _region_case()
+    maps = np.ones((2,) + region.shape)
+    with pytest.raises(ValueError, match="unknown fill 'noise'.*blur"):
         DeletionInsertion(fill="noise")
-    with pytest.raises(ValueError, match="steps must be >= 1"):
+    with pytest.raises(ValueError, match="steps must be an integer >= 1"):
         DeletionInsertion(steps=0)
-    with pytest.raises(ValueError, match="do not match images"):
-        DeletionInsertion()(model, images, truth[:, :10], torch.ones(3, dtype=torch.long))
-    with pytest.raises(ValueError, match="one seed per map"):
-        random_order_maps((2, 4, 4), [1])
-    order = random_order_maps((2, 4, 4), [5, 6])
-    assert sorted(order[0].ravel().tolist()) == list(range(16)) and not np.array_equal(order[0], order[1])
+    with pytest.raises(ValueError, match="unknown score"):
+        DeletionInsertion(score="prob")
+    with pytest.raises(ValueError, match="blur_sigma"):
+        DeletionInsertion(blur_sigma=0)
+    with pytest.raises(ValueError, match="internal_batch_size"):
+        DeletionInsertion(internal_batch_size=0)
+    metric = DeletionInsertion(steps=2)
+    with pytest.raises(ValueError, match=r"maps has shape \(2, 1, 16, 16\).*maps\[:, 0\]"):
+        metric(model, images, maps[:, None], [1, 1])
+    with pytest.raises(ValueError, match="targets: expected 2 integer class indices"):
+        metric(model, images, maps, [1])
+    with pytest.raises(ValueError, match=r"class indices must lie in \[0, 1\]"):
+        metric(model, images, maps + np.arange(256).reshape(16, 16), [1, 2])
+    with pytest.raises(ValueError, match="floating point"):
+        metric(model, images.to(torch.int64), maps, [1, 1])
+    with pytest.raises(ValueError, match="random_order_maps: shape"):
+        random_order_maps((0, 4), [1])
+
+
+def test_float_noise_below_the_rounding_never_reorders_pixels():
+    """Two front ends compute the same map to ~1e-7 (batch size, threads): the same curves."""
+    from SaliencyTrustLib.metrics.faithfulness import rank_values
+
+    rng = np.random.default_rng(0)
+    base = np.round(rng.random((1, 16, 16)), 2).astype(np.float32)             # many exact ties
+    jitter = (base + rng.normal(0, 1e-7, base.shape)).astype(np.float32)       # and float noise
+    np.testing.assert_array_equal(np.argsort(-rank_values(base[0]), kind="stable"),
+                                  np.argsort(-rank_values(jitter[0]), kind="stable"))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 2))
+    images = torch.from_numpy(rng.random((1, 1, 16, 16)).astype(np.float32))
+    metric = DeletionInsertion(steps=8, fill="zero")
+    assert metric(model, images, base, [1]).deletion_auc == metric(model, images, jitter, [1]).deletion_auc

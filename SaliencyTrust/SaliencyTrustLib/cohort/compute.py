@@ -263,7 +263,7 @@ class _Faithfulness:
         missing = [i for i, s in enumerate(study_ids) if s not in self.random]
         if missing:
             seeds = [derive_seed(self.settings.seed, "random order", study_ids[i]) for i in missing]
-            random_maps = random_order_maps(tuple(maps[missing].shape), seeds)
+            random_maps = random_order_maps(maps.shape[1:], seeds)
             found = self.curves(model, images[missing], random_maps, targets[missing])
             for k, i in enumerate(missing):
                 self.random[study_ids[i]] = (float(found.deletion_auc[k]), float(found.insertion_auc[k]))

@@ -175,6 +175,8 @@ def test_robustness_passes_stable_maps_fails_redrawn_noise_and_keeps_the_predict
     block = results["robustness"]
     assert block["perturbations"] == ["noise", "shift"] and block["settings"]["shift_pixels"] == 2
     assert block["prediction_changed"]["noise"]["n"] == 40
+    # each image's own noise level (the synthetic radiographs carry noise of sd ~0.02 before smoothing)
+    assert block["noise_sigma"]["n"] == 40 and 0.001 < block["noise_sigma"]["median"] < 0.1
     for method in METHODS:
         row = _row(results, method, "robustness")
         assert row["passed"] is True, (method, row["details"])

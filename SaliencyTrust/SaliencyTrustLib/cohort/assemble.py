@@ -49,7 +49,7 @@ def rules(localization_baseline: str = "average_mask") -> Dict[str, str]:
 
 METRIC_COLUMNS = ("auprc", "auprc_mean_mask", "ssim_vs_original", "spearman_vs_original", "target", "predicted",
                   "probability", "ssim_localizers", "auprc_localizer_replicate", "auprc_shortcut", "shortcut_present",
-                  "deletion_auc", "insertion_auc", "deletion_auc_random", "insertion_auc_random")
+                  "deletion_auc", "insertion_auc", "deletion_auc_random", "insertion_auc_random", "noise_sigma")
 
 
 def _clean(value: Optional[float]) -> Optional[float]:

@@ -135,6 +135,7 @@ def beyond_blocks(results: Dict[str, Any], plan, settings, metric: Metric, summa
             "ssim_by_perturbation": {p.split("/", 1)[1]: v for p, v in by_state.items()}, "ssim": worst,
             "summary": {m: summarize(v) for m, v in worst.items()},
             "prediction_changed": {p.split("/", 1)[1]: v for p, v in changed.items()},
+            "noise_sigma": summarize(per(sample, methods[0], NOISE, "noise_sigma")) if methods else None,
             "settings": {"noise_sigma": settings.robustness_noise_sigma if settings.robustness_noise_sigma is not None
                          else "each image's own noise level (Immerkaer 1996)",
                          "shift_pixels": settings.robustness_shift},

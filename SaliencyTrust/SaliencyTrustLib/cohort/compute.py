@@ -222,10 +222,10 @@ def _localizer_units(store, root: Path, done, stats, rank: int, loaded: LoadedMo
 
 
 def _perturbed(state: str, images, batch_ids: List[str], prepared: Dict[str, PreparedStudy],
-               settings: EvaluationSettings):
+               settings: EvaluationSettings, sigmas: Dict[str, float]):
     """The robustness criterion's input: Gaussian noise of each image's own noise level (or
     ``robustness_noise_sigma``), seeded per study, or the image shifted by ``robustness_shift``
-    pixels along every spatial axis (edge-replicated)."""
+    pixels along every spatial axis (edge-replicated). The noise level used is put in ``sigmas``."""
     import torch
 
     from ..metrics.perturbations import add_gaussian_noise, estimate_noise_sigma, shift_images
@@ -237,6 +237,7 @@ def _perturbed(state: str, images, batch_ids: List[str], prepared: Dict[str, Pre
         sigma = settings.robustness_noise_sigma
         if sigma is None:
             sigma = estimate_noise_sigma(prepared[study_id].image)
+        sigmas[study_id] = float(sigma)
         noisy.append(add_gaussian_noise(images[i:i + 1], float(sigma), derive_seed(settings.seed, NOISE, study_id)))
     return torch.cat(noisy)
 
@@ -373,8 +374,9 @@ def compute_steps(plan: RunPlan, cohort: Cohort, loaded: LoadedModels, settings:
                 images = images_all[index]
                 prediction = None
                 targets = torch.tensor([original_targets[s] for s in batch_ids], device=images.device)
+                noise_sigmas: Dict[str, float] = {}
                 if state in PERTURBED:
-                    images = _perturbed(state, images, batch_ids, prepared, settings)
+                    images = _perturbed(state, images, batch_ids, prepared, settings, noise_sigmas)
                 if state in (REPLICATE, SECOND_ARCH, LABEL_RANDOMIZED) + PERTURBED:
                     own, own_probabilities = _predict(model, images)
                     prediction = [(int(c), float(p)) for c, p in
@@ -424,6 +426,9 @@ def compute_steps(plan: RunPlan, cohort: Cohort, loaded: LoadedModels, settings:
                             position = batch_ids.index(s)
                             numbers[i]["target"] = float(targets[position].item())
                             numbers[i]["predicted"], numbers[i]["probability"] = map(float, prediction[position])
+                    for i, s in enumerate(kept_ids):
+                        if s in noise_sigmas:
+                            numbers[i]["noise_sigma"] = noise_sigmas[s]
                     if state == ORIGINAL and faithfulness is not None:
                         faithful = [i for i, s in enumerate(kept_ids) if s in sample]
                         if faithful:

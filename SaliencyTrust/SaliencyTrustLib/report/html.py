@@ -159,7 +159,10 @@ def _beyond_table(results: Dict[str, Any]) -> str:
     robust = results.get("robustness")
     if robust:
         changed = ", ".join(f"{k} {_fmt(v['rate'])}" for k, v in robust["prediction_changed"].items())
-        items.append(f"<li>Robustness: noise sigma {html.escape(str(robust['settings']['noise_sigma']))}, shift "
+        used = (robust.get("noise_sigma") or {}).get("median")
+        items.append(f"<li>Robustness: noise sigma {html.escape(str(robust['settings']['noise_sigma']))}"
+                     + (f" (median {used:.4g} in model-input units; 0 = no measurable noise, give "
+                        "robustness_noise_sigma)" if used is not None else "") + ", shift "
                      f"{robust['settings']['shift_pixels']} px; fraction of predictions changed by the perturbation: "
                      f"{html.escape(changed)}.</li>")
     return f'<ul class="sub" id="beyond-notes">{"".join(items)}</ul>' if items else ""

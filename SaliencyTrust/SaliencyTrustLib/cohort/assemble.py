@@ -1,4 +1,4 @@
-"""Assembly (rank 0, after every rank is done): the stored units -> the four criteria -> files.
+"""Assembly (rank 0, after every rank is done): the stored units -> the criteria -> files.
 
 Writes, in the results folder:
 
@@ -331,10 +331,12 @@ def build_scorecard(results: Dict[str, Any]):
       (:func:`~SaliencyTrustLib.criteria.verdicts.final_state_verdict`; the curve's lowest state is
       reported beside it); the same on Spearman's rank correlation (Binder et al. 2023), and a
       method passing on SSIM but not on rank is flagged;
-    * repeatability / reproducibility: SSIM between the two models' maps vs the different-image SSIM.
+    * repeatability / reproducibility: SSIM between the two models' maps vs the different-image SSIM;
+    * beyond the study (when named in ``criteria``): :mod:`.assemble_beyond` (shortcut, data
+      randomization with a Spearman rank verdict beside it, faithfulness, robustness).
 
     A method passes only if it also beats, paired, every negative control that passes the same
-    criterion (for repeatability / reproducibility: every control whose map depends on the model;
+    criterion (for repeatability / reproducibility / robustness: every control whose map depends on the model;
     a model-independent map is repeatable by construction, and the randomization criterion rejects
     it). Controls get rows of their own (``details["control"]``).
     """

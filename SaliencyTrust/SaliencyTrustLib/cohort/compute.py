@@ -11,6 +11,7 @@ from typing import Any, Dict, Generator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .compute_beyond import Faithfulness, perturbed_inputs, shift_offset
 from .distributed import DistributedContext
 from .loaded_models import LoadedModels
 from .plan import RunPlan
@@ -18,8 +19,8 @@ from .prepare import PreparedStudy, prepare_study, read_mask_only
 from .settings import EvaluationSettings
 from .sources import Cohort
 from .store import INPUTS_DIR, NATIVE_DIR, RankStore, UnitRecord, _safe_name, done_unit_keys, load_map, map_relpath
-from .units import LABEL_RANDOMIZED, LOCALIZER, NOISE, ORIGINAL, PERTURBED, REPLICATE, SECOND_ARCH, SHIFT, Unit, \
-    derive_seed, shard
+from .units import LABEL_RANDOMIZED, LOCALIZER, ORIGINAL, PERTURBED, REPLICATE, SECOND_ARCH, SHIFT, Unit, derive_seed, \
+    shard
 
 
 @dataclass
@@ -221,59 +222,6 @@ def _localizer_units(store, root: Path, done, stats, rank: int, loaded: LoadedMo
     return len(batch)
 
 
-def _perturbed(state: str, images, batch_ids: List[str], prepared: Dict[str, PreparedStudy],
-               settings: EvaluationSettings, sigmas: Dict[str, float]):
-    """The robustness criterion's input: Gaussian noise of each image's own noise level (or
-    ``robustness_noise_sigma``), seeded per study, or the image shifted by ``robustness_shift``
-    pixels along every spatial axis (edge-replicated). The noise level used is put in ``sigmas``."""
-    import torch
-
-    from ..metrics.perturbations import add_gaussian_noise, estimate_noise_sigma, shift_images
-
-    if state == SHIFT:
-        return shift_images(images, _shift_offset(settings, images.ndim - 2))
-    noisy = []
-    for i, study_id in enumerate(batch_ids):
-        sigma = settings.robustness_noise_sigma
-        if sigma is None:
-            sigma = estimate_noise_sigma(prepared[study_id].image)
-        sigmas[study_id] = float(sigma)
-        noisy.append(add_gaussian_noise(images[i:i + 1], float(sigma), derive_seed(settings.seed, NOISE, study_id)))
-    return torch.cat(noisy)
-
-
-def _shift_offset(settings: EvaluationSettings, spatial_dims: int) -> Tuple[int, ...]:
-    return (int(settings.robustness_shift),) * spatial_dims
-
-
-class _Faithfulness:
-    """Deletion / insertion areas of each map of the sample, and of a random pixel order (the
-    baseline, one per study, drawn from ``(seed, study)`` so it is the same for every method)."""
-
-    def __init__(self, settings: EvaluationSettings) -> None:
-        from ..metrics.faithfulness import DeletionInsertion
-
-        self.settings = settings
-        self.curves = DeletionInsertion(steps=settings.faithfulness_steps, fill=settings.faithfulness_fill,
-                                        internal_batch_size=settings.faithfulness_batch)
-        self.random: Dict[str, Tuple[float, float]] = {}
-
-    def numbers(self, model, images, maps: np.ndarray, targets, study_ids: List[str]) -> List[Dict[str, float]]:
-        from ..metrics.faithfulness import random_order_maps
-
-        missing = [i for i, s in enumerate(study_ids) if s not in self.random]
-        if missing:
-            seeds = [derive_seed(self.settings.seed, "random order", study_ids[i]) for i in missing]
-            random_maps = random_order_maps(maps.shape[1:], seeds)
-            found = self.curves(model, images[missing], random_maps, targets[missing])
-            for k, i in enumerate(missing):
-                self.random[study_ids[i]] = (float(found.deletion_auc[k]), float(found.insertion_auc[k]))
-        found = self.curves(model, images, maps, targets)
-        return [{"deletion_auc": float(found.deletion_auc[i]), "insertion_auc": float(found.insertion_auc[i]),
-                 "deletion_auc_random": self.random[s][0], "insertion_auc_random": self.random[s][1]}
-                for i, s in enumerate(study_ids)]
-
-
 def make_methods(settings: EvaluationSettings, methods: Sequence[str]) -> Dict[str, Any]:
     """The study's :class:`~SaliencyTrustLib.saliency.SaliencyMethod` objects by name."""
     from ..saliency import SaliencyMethod
@@ -320,7 +268,7 @@ def compute_steps(plan: RunPlan, cohort: Cohort, loaded: LoadedModels, settings:
     methods = make_methods(settings, methods_run)
     gallery = set(plan.gallery)
     sample = set(plan.sample)
-    faithfulness = _Faithfulness(settings) if "faithfulness" in plan.criteria else None
+    faithfulness = Faithfulness(settings) if "faithfulness" in plan.criteria else None
     with RankStore(root, context.rank, fingerprint) as store:
         for group in mine:
             missing = [u for u in plan.units_of(group.study_ids, methods_run) if u.key not in done]
@@ -376,7 +324,7 @@ def compute_steps(plan: RunPlan, cohort: Cohort, loaded: LoadedModels, settings:
                 targets = torch.tensor([original_targets[s] for s in batch_ids], device=images.device)
                 noise_sigmas: Dict[str, float] = {}
                 if state in PERTURBED:
-                    images = _perturbed(state, images, batch_ids, prepared, settings, noise_sigmas)
+                    images = perturbed_inputs(state, images, batch_ids, prepared, settings, noise_sigmas)
                 if state in (REPLICATE, SECOND_ARCH, LABEL_RANDOMIZED) + PERTURBED:
                     own, own_probabilities = _predict(model, images)
                     prediction = [(int(c), float(p)) for c, p in
@@ -410,7 +358,7 @@ def compute_steps(plan: RunPlan, cohort: Cohort, loaded: LoadedModels, settings:
                     if state == SHIFT:                     # compared with the clean map on the same pixels
                         from ..metrics.perturbations import unshift_maps
 
-                        maps_kept = unshift_maps(maps_kept, _shift_offset(settings, maps_kept.ndim - 1))
+                        maps_kept = unshift_maps(maps_kept, shift_offset(settings, maps_kept.ndim - 1))
                     if state == ORIGINAL:
                         for study_id, saliency_map in zip(kept_ids, maps_kept):
                             originals[(study_id, method_name)] = saliency_map

@@ -246,3 +246,23 @@ def test_localization_networks_that_do_not_take_the_classifier_input_are_refused
     with pytest.raises(ModelError, match="localization network does not accept the classifier's input"):
         evaluate_cohort(load_cohort(str(lab_cohort)), models, _settings(), tmp_path / "out", progress=False)
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_a_model_no_requested_criterion_uses_is_not_loaded_and_refused_when_one_does(
+        lab_cohort, lab_model_files, tmp_path):
+    """The bundle's 1-channel label-randomized model beside the lab's 3-channel classifier: a
+    localization-only run ignores it; a data-randomization run refuses it before any work."""
+    from SaliencyTrustLib.cohort import StudyModels, evaluate_cohort, load_cohort
+    from SaliencyTrustLib.model_spec import ModelError, ModelSpec
+
+    one_channel = str(REPO / "MonaiBundle" / "models" / "model_label_randomized.pt")
+    models = StudyModels(original=ModelSpec(path=str(lab_model_files["torchscript"])), label_randomized=one_channel)
+    results = evaluate_cohort(load_cohort(str(lab_cohort)), models, _settings(methods=("gradient",)),
+                              tmp_path / "localization", progress=False)
+    assert results["localization"]["auprc"]["gradient"] is not None
+    assert "label_randomized" not in json.loads((tmp_path / "localization" / "run.json").read_text())["config"]["models"]
+    with pytest.raises(ModelError, match="model_label_randomized.pt: the model does not accept input"):
+        evaluate_cohort(load_cohort(str(lab_cohort)), models,
+                        _settings(methods=("gradient",), criteria=("localization", "data_randomization")),
+                        tmp_path / "data_randomization", progress=False)
+    assert not (tmp_path / "data_randomization" / "results.json").exists()

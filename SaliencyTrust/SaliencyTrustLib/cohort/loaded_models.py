@@ -10,12 +10,30 @@ from .units import LABEL_RANDOMIZED, ORIGINAL, PERTURBED, REPLICATE, SECOND_ARCH
 #: The classifiers of a study (each explained by the saliency methods).
 CLASSIFIERS = (ORIGINAL, REPLICATE, SECOND_ARCH, LABEL_RANDOMIZED)
 
+#: The criteria that use each optional model (the original model is always used).
+USED_BY = {
+    REPLICATE: {"repeatability"},
+    SECOND_ARCH: {"reproducibility"},
+    LABEL_RANDOMIZED: {"data_randomization"},
+    # the first network's AUPRC is criterion 1's baseline; the pair's SSIM is the bar of 3 and 4
+    "localizer": {"localization", "repeatability", "reproducibility"},
+}
+
+
+def models_needed(criteria: Sequence[str]) -> Set[str]:
+    """The model roles the requested criteria use: a model given but not used is neither loaded
+    nor checked, so a bundle's optional model (say, a 1-channel label-randomized one) does not stop
+    a run of a lab's 3-channel model that asks only for localization."""
+    asked = set(criteria)
+    return {ORIGINAL} | {role for role, users in USED_BY.items() if users & asked}
+
 
 class LoadedModels:
     """The study's models on one device, its resolved preprocessing, and what cannot run.
 
-    Every model is loaded and given one input of the preprocessing's shape before any long work,
-    so a wrong file, factory, channel count or size fails at once with a :class:`ModelError`.
+    Every model the requested criteria use (:func:`models_needed`) is loaded and given one input
+    of the preprocessing's shape before any long work, so a wrong file, factory, channel count or
+    size fails at once with a :class:`ModelError`; the others are left as None.
     """
 
     def __init__(self, models: StudyModels, settings: EvaluationSettings, device: str):
@@ -25,16 +43,17 @@ class LoadedModels:
         self.device = device
         self.settings = settings
         self.described: Dict[str, Any] = {}
+        needed = models_needed(settings.criteria)
         for state in CLASSIFIERS:
             given = getattr(models, state)
-            if given is None:
+            if given is None or state not in needed:
                 setattr(self, state, None)
                 continue
             model = load_model(given, device) if isinstance(given, ModelSpec) else self._in_memory(given)
             setattr(self, state, model)
             self.described[state] = describe_model(given)
         self.localizer = self.localizer_replicate = None
-        if models.localizer is not None and models.localizer_replicate is not None:
+        if "localizer" in needed and models.localizer is not None and models.localizer_replicate is not None:
             self.localizer = self._localizer(models.localizer)
             self.localizer_replicate = self._localizer(models.localizer_replicate)
             self.described["localizer"] = describe_model(models.localizer)

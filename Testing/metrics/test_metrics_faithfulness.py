@@ -107,7 +107,7 @@ def test_intermediate_step_equals_the_hand_built_perturbed_image_with_ties_in_fl
     maps = np.array([[[0, 5, 5], [1, 5, 0], [2, 3, 4]]], np.float32)    # ties: 5 at flat 1, 2, 4
     torch.manual_seed(0)
     model = SmallConv().eval()
-    curves = DeletionInsertion(steps=3, fill="zero", score="logit")(model, images, maps, [2])
+    curves = DeletionInsertion(steps=3, fill="zero", score="logit", ties="flat")(model, images, maps, [2])
     # most salient first, ties to the lower flat index: 1, 2, 4 | 8, 7, 6 | 3, 0, 5
     order = [1, 2, 4, 8, 7, 6, 3, 0, 5]
     for k, n in enumerate([0, 3, 6, 9]):
@@ -133,18 +133,78 @@ class PixelIndexSum(torch.nn.Module):
         return torch.stack([torch.zeros_like(total), total], dim=1)
 
 
-def test_pixel_order_is_a_stable_descending_sort_of_the_map_in_2d_and_3d():
+def _deletion_order(metric, maps, tie_seed=0):
+    """The flat indices in the order ``metric`` deleted them (one per step, PixelIndexSum's curve)."""
+    images = torch.ones((1, 1) + maps.shape[1:])
+    curves = metric(PixelIndexSum(), images, maps, [1], tie_seeds=tie_seed)
+    removed = -np.diff(curves.deletion[0])                # = flat index + 1 of each pixel
+    return np.rint(removed).astype(np.int64) - 1
+
+
+def test_pixel_order_is_a_stable_descending_sort_of_the_map_in_2d_and_3d_with_flat_ties():
     rng = np.random.default_rng(4)
     for shape in [(20, 20), (6, 7, 8)]:
         maps = rng.integers(0, 3, size=(1,) + shape).astype(np.float32)     # many ties
-        n = maps.size
-        images = torch.ones((1, 1) + shape)
-        curves = DeletionInsertion(steps=n, fill="zero", score="logit", internal_batch_size=256)(
-            PixelIndexSum(), images, maps, [1])
-        removed = -np.diff(curves.deletion[0])                # = flat index + 1 of each pixel
-        order = np.rint(removed).astype(np.int64) - 1
+        metric = DeletionInsertion(steps=maps.size, fill="zero", score="logit", internal_batch_size=256,
+                                   ties="flat")
+        order = _deletion_order(metric, maps)
         np.testing.assert_array_equal(order, np.argsort(-maps[0].ravel(), kind="stable"))
         assert (np.diff(order[maps[0].ravel()[order] == 2]) > 0).all()   # ties: raster order
+
+
+def test_random_ties_follow_the_random_order_of_the_seed_in_2d_and_3d():
+    """Ties in the order of random_order_maps(seed): a map flat but for one pixel deletes that pixel
+    and then exactly the seed's random order; salience still comes first."""
+    rng = np.random.default_rng(5)
+    for shape in [(20, 20), (6, 7, 8)]:
+        metric = DeletionInsertion(steps=int(np.prod(shape)), fill="zero", score="logit", internal_batch_size=256)
+        random_order = np.argsort(-random_order_maps(shape, [7])[0].ravel(), kind="stable")
+        hot = np.zeros((1,) + shape, np.float32)
+        hot.flat[123] = 1.0
+        order = _deletion_order(metric, hot, tie_seed=7)
+        assert order[0] == 123
+        np.testing.assert_array_equal(order[1:], random_order[random_order != 123])
+        assert not (np.diff(order[1:]) > 0).all()                           # not raster order
+        levels = rng.integers(0, 3, size=(1,) + shape).astype(np.float32)
+        order = _deletion_order(metric, levels, tie_seed=7)
+        values = levels[0].ravel()[order]
+        assert (np.diff(values) <= 0).all()                                  # most salient first
+        for level in (0, 1, 2):                                              # ties: the seed's order
+            np.testing.assert_array_equal(order[values == level],
+                                          random_order[levels[0].ravel()[random_order] == level])
+        assert not np.array_equal(_deletion_order(metric, levels, tie_seed=8), order)
+
+
+def test_a_map_flat_but_for_one_pixel_scores_like_the_random_order_not_like_raster_order():
+    """A model that reads the top rows: raster ties delete them first (a fake faithful map); the
+    seeded random ties give the random order's area."""
+    shape = (32, 32)
+
+    class TopRows(torch.nn.Module):
+        def forward(self, x):
+            top = x[:, 0, :8].flatten(1).mean(1)
+            return torch.stack([torch.zeros_like(top), 4 * top], dim=1)
+
+    images = torch.ones((1, 1) + shape)
+    hot = np.zeros((1,) + shape, np.float32)
+    hot[0, 20, 20] = 1.0
+    random_area = DeletionInsertion(steps=16, fill="zero")(TopRows(), images, random_order_maps(shape, [3]), [1])
+    raster = DeletionInsertion(steps=16, fill="zero", ties="flat")(TopRows(), images, hot, [1])
+    seeded = DeletionInsertion(steps=16, fill="zero")(TopRows(), images, hot, [1], tie_seeds=3)
+    assert raster.deletion_auc[0] < random_area.deletion_auc[0] - 0.2              # raster fools it
+    assert seeded.deletion_auc[0] == pytest.approx(random_area.deletion_auc[0], abs=0.01)
+    assert seeded.insertion_auc[0] == pytest.approx(random_area.insertion_auc[0], abs=0.01)
+
+
+def test_tie_seeds_are_checked():
+    metric = DeletionInsertion(steps=2)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+    images, maps = torch.ones((2, 1, 4, 4)), np.random.default_rng(0).random((2, 4, 4))
+    for bad in (-1, [1], [1, -2], [0.5, 1], True):
+        with pytest.raises(ValueError, match="tie_seeds"):
+            metric(model, images, maps, [1, 1], tie_seeds=bad)
+    with pytest.raises(ValueError, match="ties"):
+        DeletionInsertion(ties="raster")
 
 
 def test_internal_batch_size_changes_neither_the_inputs_nor_the_numbers_and_bounds_each_pass():

@@ -163,15 +163,19 @@ def test_the_slicer_logic_gives_the_cohort_numbers_of_each_image_and_the_pipelin
         per_state = [state["mean"] for state in slicer_curve]
         assert per_state[-1] == pytest.approx(api["randomization"]["curves"][method]["ssim_final_per_study"]
                                               [sample_index], abs=TOLERANCE)
-        # beyond the study: the same numbers for this image (the noise and the random pixel order are
-        # drawn per study id, which differs between a cohort and one reviewed image)
+        # beyond the study: the same numbers for this image (the noise field and the random pixel
+        # order come from the run's seed, not the study id)
         assert mine["data_randomization"]["ssim"][method][0] == pytest.approx(
             api["data_randomization"]["ssim"][method][sample_index], abs=TOLERANCE)
-        assert mine["robustness"]["ssim_by_perturbation"]["shift"][method][0] == pytest.approx(
-            api["robustness"]["ssim_by_perturbation"]["shift"][method][sample_index], abs=TOLERANCE)
+        for perturbation in ("noise", "shift"):
+            assert mine["robustness"]["ssim_by_perturbation"][perturbation][method][0] == pytest.approx(
+                api["robustness"]["ssim_by_perturbation"][perturbation][method][sample_index], abs=TOLERANCE)
         for curve in ("deletion_auc", "insertion_auc"):
             assert mine["faithfulness"][curve][method][0] == pytest.approx(
                 api["faithfulness"][curve][method][sample_index], abs=TOLERANCE)
+    for curve in ("deletion_auc_random", "insertion_auc_random"):
+        assert mine["faithfulness"][curve][0] == pytest.approx(api["faithfulness"][curve][sample_index],
+                                                               abs=TOLERANCE)
     # The Slicer verdicts are the pipeline's on the same one-image study (its named settings).
     assert mine["settings"]["study_selection"] == "all"
     assert mine["settings"]["localization_baseline"] == "randomized_model"

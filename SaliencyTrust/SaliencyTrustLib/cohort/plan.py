@@ -81,6 +81,12 @@ def _versions() -> Dict[str, str]:
     return found
 
 
+def _faithfulness_definition(settings: EvaluationSettings) -> Dict[str, Any]:
+    from .compute_beyond import deletion_insertion
+
+    return deletion_insertion(settings).to_dict()
+
+
 def _describe_source(value: Any) -> Any:
     """A fingerprintable description of a study's image or ground truth (a path as is; an array
     or in-memory volume by the sha256 of its voxels and geometry)."""
@@ -191,6 +197,8 @@ def make_plan(cohort: Cohort, settings: EvaluationSettings, loaded: LoadedModels
         "skipped_criteria": skipped,
         "skipped_methods": skipped_methods,
         "versions": _versions(),
+        # the deletion / insertion definition (tie order included): a change of it is a new run
+        "faithfulness": _faithfulness_definition(settings) if "faithfulness" in criteria else None,
         "device_type": device_type,
     }
     groups = make_groups(ids + sorted(references), settings.batch_size)

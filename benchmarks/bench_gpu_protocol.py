@@ -133,7 +133,8 @@ class Clock:
 
 
 def instrument_xrai(clock: Clock):
-    """Time XRAI's CPU work (segmentation and region ranking) into ``clock.xrai_cpu[stage]``."""
+    """Time XRAI's CPU work (segmentation with its pixel index, and region ranking) into
+    ``clock.xrai_cpu[stage]``."""
     from SaliencyTrustLib.saliency import xrai as xrai_module
 
     def timed(fn):
@@ -148,7 +149,7 @@ def instrument_xrai(clock: Clock):
                         clock.xrai_cpu[key] = clock.xrai_cpu.get(key, 0.0) + time.perf_counter() - start
         return wrapper
 
-    xrai_module.cached_segment_masks = timed(xrai_module.cached_segment_masks)
+    xrai_module.cached_region_index = timed(xrai_module.cached_region_index)   # calls cached_segment_masks
     xrai_module.xrai_regions = timed(xrai_module.xrai_regions)
 
 
@@ -248,7 +249,7 @@ def predicted(model, x, chunk: int):
 
 
 def segment_options(method_params) -> Dict[str, Any]:
-    """The segmentation keywords ``saliency.xrai.xrai`` passes to ``cached_segment_masks`` under the
+    """The segmentation keywords ``saliency.xrai.xrai`` passes to ``cached_region_index`` under the
     paper preset (its defaults where the preset says nothing), so that a prefetch hits its cache."""
     import inspect
 
@@ -299,7 +300,8 @@ def run_protocol(models, images_np, groups, method_params, ibs, device, clock: C
         group_start = time.perf_counter()
         index = np.asarray(group)
         if pool is not None:
-            pending.extend(pool.submit(xrai_module.cached_segment_masks, images_np[i], **options) for i in index)
+            pending.extend(pool.submit(xrai_module.cached_region_index, images_np[i], int(np.prod(spatial)),
+                                       **options) for i in index)
         x = torch.from_numpy(images_np[index]).to(device)
         clock.sync()
         start = time.perf_counter()
@@ -377,7 +379,7 @@ def run_amp(model, images_np, method_params, ibs, device, strict: bool, log):
     targets = predicted(model, x, ibs)
     options = segment_options(method_params)
     for image in images_np:  # segments first, so that neither precision's XRAI time holds them
-        xrai_module.cached_segment_masks(image, **options)
+        xrai_module.cached_region_index(image, int(np.prod(image.shape[1:])), **options)
 
     def timed(method, amp):
         if device.type == "cuda":

@@ -82,6 +82,68 @@ def test_xrai_regions_greedy_order_and_gains():
     assert np.allclose(region_map[0:3, 5:], 0.0)
 
 
+def _greedy_by_recomputing(attribution, masks, min_pixel_diff, area_threshold):
+    """XRAI's greedy ranking as written: every step recomputes every mask's gain on its uncovered
+    pixels (sets, no incremental update); the reference of the fast ranking."""
+    flat = attribution.ravel()
+    covered = np.zeros(flat.size, bool)
+    output = np.full(flat.size, -np.inf)
+    alive = list(range(len(masks)))
+    order = []
+    while True:
+        gains = {}
+        for m in alive:
+            new = np.unique(masks[m])[~covered[np.unique(masks[m])]]
+            if new.size >= min_pixel_diff:
+                gains[m] = flat[new].mean()
+        alive = list(gains)
+        if not gains:
+            break
+        best = max(gains, key=lambda m: (gains[m], -m))
+        new = np.unique(masks[best])[~covered[np.unique(masks[best])]]
+        covered[new] = True
+        output[new] = gains[best]
+        order.append(best)
+        alive.remove(best)
+        if covered.mean() > area_threshold:
+            break
+    if (output == -np.inf).any():
+        output[output == -np.inf] = flat[output == -np.inf].mean()
+    return output.reshape(attribution.shape), order
+
+
+def test_xrai_ranking_matches_the_greedy_algorithm_recomputed_at_every_step():
+    """Overlapping, repeated and nested masks on random attributions, 2D and 3D: the incremental
+    ranking (from the masks or a prebuilt RegionIndex) takes the regions of the plain algorithm."""
+    from SaliencyTrustLib.saliency.xrai import RegionIndex
+
+    rng = np.random.default_rng(3)
+    for shape in [(12, 12), (4, 5, 6)]:
+        n = int(np.prod(shape))
+        for trial in range(6):
+            attribution = rng.normal(size=shape)
+            masks = [rng.choice(n, size=rng.integers(1, n // 2), replace=True) for _ in range(25)]
+            masks.append(masks[3].copy())                                   # a repeated mask
+            min_diff, threshold = int(rng.integers(1, 6)), float(rng.choice([1.0, 0.6]))
+            expected, order = _greedy_by_recomputing(attribution, masks, min_diff, threshold)
+            for given in (masks, RegionIndex(masks, n)):
+                found, trace = xrai_regions(attribution, given, min_pixel_diff=min_diff, area_threshold=threshold)
+                np.testing.assert_allclose(found, expected, rtol=1e-12, atol=1e-12)
+                for m, pixels in zip(order, trace):
+                    assert set(pixels) <= set(masks[m].tolist())
+
+
+def test_xrai_regions_refuses_masks_off_the_grid():
+    import pytest
+
+    with pytest.raises(ValueError, match="outside 0 .. 15"):
+        xrai_regions(np.zeros((4, 4)), [np.array([0, 16])])
+    from SaliencyTrustLib.saliency.xrai import RegionIndex
+
+    with pytest.raises(ValueError, match="RegionIndex on the attribution's grid"):
+        xrai_regions(np.zeros((4, 4)), RegionIndex([np.array([0, 1])], 25))
+
+
 def test_segment_masks_3d_uses_slic_supervoxels():
     volume = np.zeros((1, 12, 12, 12), dtype=np.float32)
     volume[0, 2:6, 2:6, 2:6] = 1.0
@@ -102,16 +164,25 @@ def test_xrai_segments_are_computed_once_per_image_and_reused_with_identical_map
     monkeypatch.setattr(xrai_module, "segment_masks",
                         lambda image, **options: calls.append(1) or real_segment_masks(image, **options))
     monkeypatch.setattr(xrai_module, "_segment_cache", type(xrai_module._segment_cache)())
+    monkeypatch.setattr(xrai_module, "_region_cache", type(xrai_module._region_cache)())
+    built = []
+
+    class CountedRegionIndex(xrai_module.RegionIndex):
+        def __init__(self, masks, n_pixels):
+            built.append(1)
+            super().__init__(masks, n_pixels)
+
+    monkeypatch.setattr(xrai_module, "RegionIndex", CountedRegionIndex)
     pixels, region = blob_image()
     image = torch.from_numpy(pixels)[None, None]
     model = RegionReader(torch.from_numpy(region))
     options = dict(target=1, n_steps=4, resize_to=None, felzenszwalb_scales=(50, 100), felzenszwalb_min_size=20)
     first = compute_saliency(model, image, "xrai", **options)
     again = compute_saliency(model, image, "xrai", **options)
-    assert len(calls) == 1
+    assert len(calls) == 1 and len(built) == 1          # segments and their pixel index: once per image
     torch.testing.assert_close(first, again, rtol=0, atol=0)
     other = compute_saliency(model, image * 0.5, "xrai", **options)
-    assert len(calls) == 2 and other.shape == first.shape
+    assert len(calls) == 2 and len(built) == 2 and other.shape == first.shape
     cached = next(iter(xrai_module._segment_cache.values()))
     assert not cached[0].flags.writeable
 

@@ -14,9 +14,11 @@ package (``saliency/core/xrai.py``, "full" algorithm) on our Integrated Gradient
    pixels, until the covered area exceeds ``area_threshold``; every pixel gets the gain of the
    region that first covered it, uncovered pixels the mean attribution over them.
 
-The ranking is incremental: each mask's uncovered count and sum are updated from a sparse
-mask x pixel matrix when pixels get covered, which gives the same choices as recomputing every
-mask's gain at every step, in time proportional to the masks' total size.
+The ranking is incremental: each mask's uncovered count and sum are updated, when pixels get
+covered, from an index of which masks hold each pixel (:class:`RegionIndex`, built once per image
+and cached with its segments, as the cascade explains the same image many times), which gives the
+same choices as recomputing every mask's gain at every step, in time proportional to the masks'
+total size.
 """
 
 from __future__ import annotations
@@ -43,12 +45,18 @@ _segment_cache: "OrderedDict[tuple, List[np.ndarray]]" = OrderedDict()
 _segment_cache_lock = threading.Lock()
 
 
+def _segment_key(image: np.ndarray, options: dict) -> tuple:
+    """The cache key of an image's segments: its bytes' hash, shape, dtype and the options."""
+    image = np.ascontiguousarray(image)
+    return (hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest(), image.shape, image.dtype.str,
+            tuple(sorted((name, repr(value)) for name, value in options.items())))
+
+
 def cached_segment_masks(image: np.ndarray, **options) -> List[np.ndarray]:
     """:func:`segment_masks` memoized on the image's bytes and the options (LRU, at most
     :data:`SEGMENT_CACHE_SIZE` images). The returned index arrays are read-only and shared."""
     image = np.ascontiguousarray(image)
-    key = (hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest(), image.shape, image.dtype.str,
-           tuple(sorted((name, repr(value)) for name, value in options.items())))
+    key = _segment_key(image, options)
     with _segment_cache_lock:
         if key in _segment_cache:
             _segment_cache.move_to_end(key)
@@ -61,6 +69,79 @@ def cached_segment_masks(image: np.ndarray, **options) -> List[np.ndarray]:
         while len(_segment_cache) > SEGMENT_CACHE_SIZE:
             _segment_cache.popitem(last=False)
     return masks
+
+
+class RegionIndex:
+    """Candidate regions of one image as two sparse incidence lists (built once, read-only).
+
+    Attributes:
+        n_pixels: pixels of the flat grid.
+        n_masks: candidate regions.
+        mask_indptr, mask_pixels: CSR ``mask -> pixels``: the flat pixel indices of mask ``m``
+            are ``mask_pixels[mask_indptr[m]:mask_indptr[m + 1]]``, ascending, no repeats.
+        pixel_indptr, pixel_masks: CSC ``pixel -> masks``: the masks holding pixel ``p``, ascending.
+        sizes: int64 ``(n_masks,)`` pixels per mask.
+    """
+
+    def __init__(self, masks: Sequence[np.ndarray], n_pixels: int):
+        from scipy import sparse
+
+        self.n_pixels = int(n_pixels)
+        self.n_masks = len(masks)
+        rows = np.concatenate([np.full(len(m), i, dtype=np.int64) for i, m in enumerate(masks)]) \
+            if masks else np.zeros(0, np.int64)
+        cols = np.concatenate([np.asarray(m, dtype=np.int64) for m in masks]) if masks else np.zeros(0, np.int64)
+        if cols.size and (cols.min() < 0 or cols.max() >= self.n_pixels):
+            raise ValueError(f"xrai_regions: a mask holds pixel indices outside 0 .. {self.n_pixels - 1}; "
+                             "give flat indices of the attribution's grid")
+        membership = sparse.csr_matrix((np.ones(cols.size), (rows, cols)), shape=(self.n_masks, self.n_pixels))
+        membership.sum_duplicates()                 # sorted pixels, repeats of a pixel merged
+        membership.data[:] = 1.0
+        self._membership = membership
+        self.mask_indptr, self.mask_pixels = membership.indptr.astype(np.int64), membership.indices.astype(np.int64)
+        by_pixel = membership.tocsc()
+        by_pixel.sort_indices()
+        self.pixel_indptr, self.pixel_masks = by_pixel.indptr.astype(np.int64), by_pixel.indices.astype(np.int64)
+        self.sizes = np.diff(self.mask_indptr)
+        for array in (self.mask_indptr, self.mask_pixels, self.pixel_indptr, self.pixel_masks, self.sizes):
+            array.setflags(write=False)
+
+    def pixels_of(self, mask: int) -> np.ndarray:
+        """The flat pixel indices of ``mask``, ascending."""
+        return self.mask_pixels[self.mask_indptr[mask]:self.mask_indptr[mask + 1]]
+
+    def sums(self, values: np.ndarray) -> np.ndarray:
+        """float64 ``(n_masks,)``: each mask's sum of ``values`` (flat ``(n_pixels,)``), over its
+        pixels in ascending order."""
+        return np.asarray(self._membership @ np.asarray(values, np.float64), np.float64)
+
+    def masks_of(self, pixels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """``(masks, counts)``: the masks holding each of ``pixels`` one after another (pixel by
+        pixel, in the given order), and how many masks hold each pixel."""
+        starts = self.pixel_indptr[pixels]
+        counts = self.pixel_indptr[pixels + 1] - starts
+        total = int(counts.sum())
+        offsets = np.repeat(starts - (np.cumsum(counts) - counts), counts)
+        return self.pixel_masks[np.arange(total) + offsets], counts
+
+
+_region_cache: "OrderedDict[tuple, RegionIndex]" = OrderedDict()
+
+
+def cached_region_index(image: np.ndarray, n_pixels: int, **options) -> RegionIndex:
+    """The :class:`RegionIndex` of :func:`cached_segment_masks`'s masks on a grid of ``n_pixels``,
+    memoized like them (same key, LRU of :data:`SEGMENT_CACHE_SIZE`)."""
+    key = (_segment_key(image, options), int(n_pixels))
+    with _segment_cache_lock:
+        if key in _region_cache:
+            _region_cache.move_to_end(key)
+            return _region_cache[key]
+    index = RegionIndex(cached_segment_masks(image, **options), n_pixels)
+    with _segment_cache_lock:
+        _region_cache[key] = index
+        while len(_region_cache) > SEGMENT_CACHE_SIZE:
+            _region_cache.popitem(last=False)
+    return index
 
 
 def _footprint(radius: float, ndim: int) -> np.ndarray:
@@ -163,38 +244,37 @@ def segment_masks(image: np.ndarray, *, segmentation: str = "auto",
     return masks
 
 
-def xrai_regions(attribution: np.ndarray, masks: Sequence[np.ndarray], *, min_pixel_diff: int = 50,
-                 area_threshold: float = 1.0) -> Tuple[np.ndarray, List[np.ndarray]]:
+def xrai_regions(attribution: np.ndarray, masks: Union[Sequence[np.ndarray], RegionIndex], *,
+                 min_pixel_diff: int = 50, area_threshold: float = 1.0) -> Tuple[np.ndarray, List[np.ndarray]]:
     """Rank regions by gain density (the "full" XRAI algorithm).
 
     Args:
         attribution: ``(*spatial)`` per-pixel attribution.
-        masks: flat pixel-index arrays (candidate regions; they may overlap).
+        masks: flat pixel-index arrays (candidate regions; they may overlap), or their
+            :class:`RegionIndex` (built once per image: the cascade ranks the same regions for
+            every model state).
         min_pixel_diff: a mask adding fewer new pixels than this is dropped.
         area_threshold: stop once the covered fraction of the image exceeds this.
 
     Returns:
         ``(map (*spatial) float64, trace)``: the gain of the region that covered each pixel, and
         the regions' newly covered pixel indices in the order they were added (the uncovered rest
-        last).
+        last). Ties of gain go to the lower mask index.
     """
-    from scipy import sparse
-
     flat = np.asarray(attribution, dtype=np.float64).ravel()
     n_pixels = flat.size
+    index = masks if isinstance(masks, RegionIndex) else RegionIndex(masks, n_pixels)
+    if index.n_pixels != n_pixels:
+        raise ValueError(f"xrai_regions: the regions index {index.n_pixels} pixels, the attribution has "
+                         f"{n_pixels}; build the RegionIndex on the attribution's grid")
     output = np.full(n_pixels, -np.inf)
     trace: List[np.ndarray] = []
-    if masks:
-        rows = np.concatenate([np.full(len(m), i, dtype=np.int64) for i, m in enumerate(masks)])
-        cols = np.concatenate([np.asarray(m, dtype=np.int64) for m in masks])
-        membership = sparse.csc_matrix((np.ones(len(cols)), (rows, cols)), shape=(len(masks), n_pixels))
-        membership.sum_duplicates()
-        membership.data[:] = 1.0
-        remaining_count = np.asarray(membership.sum(axis=1)).ravel()
-        remaining_sum = membership @ flat
-        alive = np.ones(len(masks), dtype=bool)
+    if index.n_masks:
+        remaining_count = index.sizes.copy()
+        remaining_sum = index.sums(flat)
+        alive = np.ones(index.n_masks, dtype=bool)
         covered = np.zeros(n_pixels, dtype=bool)
-        mask_csr = membership.tocsr()
+        n_covered = 0
         while True:
             alive &= remaining_count >= min_pixel_diff
             if not alive.any():
@@ -202,16 +282,18 @@ def xrai_regions(attribution: np.ndarray, masks: Sequence[np.ndarray], *, min_pi
             with np.errstate(invalid="ignore", divide="ignore"):
                 gain = np.where(alive, remaining_sum / np.maximum(remaining_count, 1), -np.inf)
             best = int(np.argmax(gain))
-            region = mask_csr.indices[mask_csr.indptr[best]:mask_csr.indptr[best + 1]]
+            region = index.pixels_of(best)
             added = region[~covered[region]]
             covered[added] = True
+            n_covered += added.size
             output[added] = gain[best]
             trace.append(added)
             alive[best] = False
-            touched = membership[:, added]
-            remaining_count -= np.asarray(touched.sum(axis=1)).ravel()
-            remaining_sum -= touched @ flat[added]
-            if covered.mean() > area_threshold:
+            holders, per_pixel = index.masks_of(added)      # every mask loses the newly covered pixels
+            remaining_count -= np.bincount(holders, minlength=index.n_masks)
+            remaining_sum -= np.bincount(holders, weights=np.repeat(flat[added], per_pixel),
+                                         minlength=index.n_masks)
+            if n_covered / n_pixels > area_threshold:
                 break
     uncovered = output == -np.inf
     if uncovered.any():
@@ -258,11 +340,12 @@ def xrai(model: torch.nn.Module, x: torch.Tensor, target: TargetLike = None, *,
     images = x.detach().cpu().numpy()
     maps = []
     for b in range(x.shape[0]):
-        masks = cached_segment_masks(images[b], segmentation=segmentation, felzenszwalb_scales=felzenszwalb_scales,
-                              felzenszwalb_sigma=felzenszwalb_sigma, felzenszwalb_min_size=felzenszwalb_min_size,
-                              resize_to=resize_to, slic_segments=slic_segments, slic_compactness=slic_compactness,
-                              dilation_radius=dilation_radius, segmentation_channels=segmentation_channels)
-        region_map, _ = xrai_regions(merged[b], masks, min_pixel_diff=min_pixel_diff, area_threshold=area_threshold)
+        regions = cached_region_index(images[b], merged[b].size, segmentation=segmentation,
+                                      felzenszwalb_scales=felzenszwalb_scales, felzenszwalb_sigma=felzenszwalb_sigma,
+                                      felzenszwalb_min_size=felzenszwalb_min_size, resize_to=resize_to,
+                                      slic_segments=slic_segments, slic_compactness=slic_compactness,
+                                      dilation_radius=dilation_radius, segmentation_channels=segmentation_channels)
+        region_map, _ = xrai_regions(merged[b], regions, min_pixel_diff=min_pixel_diff, area_threshold=area_threshold)
         maps.append(torch.as_tensor(region_map, dtype=x.dtype))
     out = torch.stack(maps).to(x.device).unsqueeze(1)
     return out.expand_as(x).clone(), targets

@@ -261,7 +261,8 @@ def test_a_model_no_requested_criterion_uses_is_not_loaded_and_refused_when_one_
                               tmp_path / "localization", progress=False)
     assert results["localization"]["auprc"]["gradient"] is not None
     assert "label_randomized" not in json.loads((tmp_path / "localization" / "run.json").read_text())["config"]["models"]
-    with pytest.raises(ModelError, match="model_label_randomized.pt: the model does not accept input"):
+    with pytest.raises(ModelError, match="model_label_randomized.pt: the label_randomized model does not take "
+                                         "the original model's input.*leave it out.*model_files#label_randomized"):
         evaluate_cohort(load_cohort(str(lab_cohort)), models,
                         _settings(methods=("gradient",), criteria=("localization", "data_randomization")),
                         tmp_path / "data_randomization", progress=False)

@@ -66,11 +66,7 @@ class LoadedModels:
         for state in CLASSIFIERS:
             model = getattr(self, state)
             if model is not None:
-                source = getattr(models, state)
-                from ..model_spec import check_model_input
-
-                self.num_classes[state] = check_model_input(
-                    model, shape, getattr(source, "path", None) or f"the {state} model")
+                self.num_classes[state] = _checked_input(model, state, getattr(models, state), shape)
         self.scripted = is_scripted(original)
         for role in ("localizer", "localizer_replicate"):
             if getattr(self, role) is not None:
@@ -151,6 +147,31 @@ class LoadedModels:
 
         shape = (1, self.preprocessing.in_channels, *self.preprocessing.model_shape(self.spatial_dims))
         return torch.zeros(shape, device=self.device)
+
+
+#: How a user leaves out each optional classifier (CLI flag; bundle override).
+LEAVE_OUT = {REPLICATE: ("--replicate", "model_files#replicate"),
+             SECOND_ARCH: ("--second-arch", "model_files#second_arch"),
+             LABEL_RANDOMIZED: ("--label-randomized", "model_files#label_randomized")}
+
+
+def _checked_input(model, state: str, given, shape) -> int:
+    """:func:`~SaliencyTrustLib.model_spec.check_model_input`; for a model beside the original, the
+    fix says that it must take the original's input, or be left out with its criterion."""
+    from ..model_spec import ModelError, check_model_input
+
+    source = getattr(given, "path", None) or f"the {state} model"
+    try:
+        return check_model_input(model, shape, source)
+    except ModelError as error:
+        if state == ORIGINAL:
+            raise
+        flag, override = LEAVE_OUT[state]
+        users = ", ".join(sorted(USED_BY[state]))
+        raise ModelError(source, f"the {state} model does not take the original model's input: {error.reason}",
+                         f"give a {state} model trained on the original's input, or leave it out and its "
+                         f"criterion ({users}) with it: no {flag} (trust.json: \"{override}\": null, or "
+                         f"\"criteria\" without {users}).") from None
 
 
 def _in_channels(model) -> Optional[int]:

@@ -149,7 +149,7 @@ def instrument_xrai(clock: Clock):
                         clock.xrai_cpu[key] = clock.xrai_cpu.get(key, 0.0) + time.perf_counter() - start
         return wrapper
 
-    xrai_module.cached_region_index = timed(xrai_module.cached_region_index)   # calls cached_segment_masks
+    xrai_module.cached_region_index = timed(xrai_module.cached_region_index)
     xrai_module.xrai_regions = timed(xrai_module.xrai_regions)
 
 
@@ -300,8 +300,7 @@ def run_protocol(models, images_np, groups, method_params, ibs, device, clock: C
         group_start = time.perf_counter()
         index = np.asarray(group)
         if pool is not None:
-            pending.extend(pool.submit(xrai_module.cached_region_index, images_np[i], int(np.prod(spatial)),
-                                       **options) for i in index)
+            pending.extend(pool.submit(xrai_module.cached_region_index, images_np[i], **options) for i in index)
         x = torch.from_numpy(images_np[index]).to(device)
         clock.sync()
         start = time.perf_counter()
@@ -379,7 +378,7 @@ def run_amp(model, images_np, method_params, ibs, device, strict: bool, log):
     targets = predicted(model, x, ibs)
     options = segment_options(method_params)
     for image in images_np:  # segments first, so that neither precision's XRAI time holds them
-        xrai_module.cached_region_index(image, int(np.prod(image.shape[1:])), **options)
+        xrai_module.cached_region_index(image, **options)
 
     def timed(method, amp):
         if device.type == "cuda":

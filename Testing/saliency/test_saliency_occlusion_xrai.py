@@ -163,7 +163,6 @@ def test_xrai_segments_are_computed_once_per_image_and_reused_with_identical_map
     real_segment_masks = xrai_module.segment_masks
     monkeypatch.setattr(xrai_module, "segment_masks",
                         lambda image, **options: calls.append(1) or real_segment_masks(image, **options))
-    monkeypatch.setattr(xrai_module, "_segment_cache", type(xrai_module._segment_cache)())
     monkeypatch.setattr(xrai_module, "_region_cache", type(xrai_module._region_cache)())
     built = []
 
@@ -183,8 +182,8 @@ def test_xrai_segments_are_computed_once_per_image_and_reused_with_identical_map
     torch.testing.assert_close(first, again, rtol=0, atol=0)
     other = compute_saliency(model, image * 0.5, "xrai", **options)
     assert len(calls) == 2 and len(built) == 2 and other.shape == first.shape
-    cached = next(iter(xrai_module._segment_cache.values()))
-    assert not cached[0].flags.writeable
+    cached = next(iter(xrai_module._region_cache.values()))
+    assert not cached.mask_pixels.flags.writeable and not cached.pixel_masks.flags.writeable
 
 
 def test_xrai_can_segment_a_grey_image_as_the_study_s_three_channel_copy():

@@ -37,49 +37,22 @@ from .validation import TargetLike, as_targets
 
 SEGMENTATIONS = ("auto", "felzenszwalb", "slic")
 
-#: Segmentations kept per process. The randomization cascade, the replicate and the second
-#: architecture explain the same image many times; its segments depend on the image alone, so
-#: they are computed once (Felzenszwalb at six scales costs more than the IG passes on a CPU).
+#: Images whose regions are kept per process. The randomization cascade, the replicate and the
+#: second architecture explain the same image many times; its regions depend on the image alone,
+#: so they are segmented and indexed once (Felzenszwalb at six scales costs more than the IG
+#: passes on a CPU). About 9.4 MB per 320 x 320 image with the paper's six scales.
 SEGMENT_CACHE_SIZE = 32
-_segment_cache: "OrderedDict[tuple, List[np.ndarray]]" = OrderedDict()
-_segment_cache_lock = threading.Lock()
-
-
-def _segment_key(image: np.ndarray, options: dict) -> tuple:
-    """The cache key of an image's segments: its bytes' hash, shape, dtype and the options."""
-    image = np.ascontiguousarray(image)
-    return (hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest(), image.shape, image.dtype.str,
-            tuple(sorted((name, repr(value)) for name, value in options.items())))
-
-
-def cached_segment_masks(image: np.ndarray, **options) -> List[np.ndarray]:
-    """:func:`segment_masks` memoized on the image's bytes and the options (LRU, at most
-    :data:`SEGMENT_CACHE_SIZE` images). The returned index arrays are read-only and shared."""
-    image = np.ascontiguousarray(image)
-    key = _segment_key(image, options)
-    with _segment_cache_lock:
-        if key in _segment_cache:
-            _segment_cache.move_to_end(key)
-            return _segment_cache[key]
-    masks = segment_masks(image, **options)
-    for mask in masks:
-        mask.setflags(write=False)
-    with _segment_cache_lock:
-        _segment_cache[key] = masks
-        while len(_segment_cache) > SEGMENT_CACHE_SIZE:
-            _segment_cache.popitem(last=False)
-    return masks
 
 
 class RegionIndex:
-    """Candidate regions of one image as two sparse incidence lists (built once, read-only).
+    """The candidate regions of one image, indexed both ways (built once, read-only).
 
     Attributes:
-        n_pixels: pixels of the flat grid.
+        n_pixels: pixels of the flat spatial grid.
         n_masks: candidate regions.
-        mask_indptr, mask_pixels: CSR ``mask -> pixels``: the flat pixel indices of mask ``m``
-            are ``mask_pixels[mask_indptr[m]:mask_indptr[m + 1]]``, ascending, no repeats.
-        pixel_indptr, pixel_masks: CSC ``pixel -> masks``: the masks holding pixel ``p``, ascending.
+        mask_indptr, mask_pixels: mask -> pixels (CSR): the flat pixel indices of mask ``m`` are
+            ``mask_pixels[mask_indptr[m]:mask_indptr[m + 1]]``, ascending, without repeats.
+        pixel_indptr, pixel_masks: pixel -> masks (CSC): the masks holding pixel ``p``, ascending.
         sizes: int64 ``(n_masks,)`` pixels per mask.
     """
 
@@ -88,20 +61,19 @@ class RegionIndex:
 
         self.n_pixels = int(n_pixels)
         self.n_masks = len(masks)
-        rows = np.concatenate([np.full(len(m), i, dtype=np.int64) for i, m in enumerate(masks)]) \
-            if masks else np.zeros(0, np.int64)
-        cols = np.concatenate([np.asarray(m, dtype=np.int64) for m in masks]) if masks else np.zeros(0, np.int64)
+        rows = np.concatenate([np.full(len(m), i, dtype=np.int64) for i, m in enumerate(masks)] or [np.zeros(0, np.int64)])
+        cols = np.concatenate([np.asarray(m, dtype=np.int64) for m in masks] or [np.zeros(0, np.int64)])
         if cols.size and (cols.min() < 0 or cols.max() >= self.n_pixels):
             raise ValueError(f"xrai_regions: a mask holds pixel indices outside 0 .. {self.n_pixels - 1}; "
                              "give flat indices of the attribution's grid")
-        membership = sparse.csr_matrix((np.ones(cols.size), (rows, cols)), shape=(self.n_masks, self.n_pixels))
-        membership.sum_duplicates()                 # sorted pixels, repeats of a pixel merged
-        membership.data[:] = 1.0
-        self._membership = membership
-        self.mask_indptr, self.mask_pixels = membership.indptr.astype(np.int64), membership.indices.astype(np.int64)
-        by_pixel = membership.tocsc()
+        by_mask = sparse.csr_matrix((np.ones(cols.size, np.int8), (rows, cols)), shape=(self.n_masks, self.n_pixels))
+        by_mask.sum_duplicates()                    # sorted pixels, repeats of a pixel merged
+        by_pixel = by_mask.tocsc()
         by_pixel.sort_indices()
-        self.pixel_indptr, self.pixel_masks = by_pixel.indptr.astype(np.int64), by_pixel.indices.astype(np.int64)
+        by_mask.data[:] = 1                         # int8 ones: a mask's pixel counts once
+        self._by_mask = by_mask
+        self.mask_indptr, self.mask_pixels = by_mask.indptr.astype(np.int64), by_mask.indices
+        self.pixel_indptr, self.pixel_masks = by_pixel.indptr.astype(np.int64), by_pixel.indices
         self.sizes = np.diff(self.mask_indptr)
         for array in (self.mask_indptr, self.mask_pixels, self.pixel_indptr, self.pixel_masks, self.sizes):
             array.setflags(write=False)
@@ -111,33 +83,36 @@ class RegionIndex:
         return self.mask_pixels[self.mask_indptr[mask]:self.mask_indptr[mask + 1]]
 
     def sums(self, values: np.ndarray) -> np.ndarray:
-        """float64 ``(n_masks,)``: each mask's sum of ``values`` (flat ``(n_pixels,)``), over its
-        pixels in ascending order."""
-        return np.asarray(self._membership @ np.asarray(values, np.float64), np.float64)
+        """float64 ``(n_masks,)``: each mask's sum of ``values`` (flat ``(n_pixels,)``), added in
+        ascending pixel order."""
+        return np.asarray(self._by_mask @ np.asarray(values, np.float64), np.float64)
 
     def masks_of(self, pixels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """``(masks, counts)``: the masks holding each of ``pixels`` one after another (pixel by
         pixel, in the given order), and how many masks hold each pixel."""
         starts = self.pixel_indptr[pixels]
         counts = self.pixel_indptr[pixels + 1] - starts
-        total = int(counts.sum())
         offsets = np.repeat(starts - (np.cumsum(counts) - counts), counts)
-        return self.pixel_masks[np.arange(total) + offsets], counts
+        return self.pixel_masks[np.arange(int(counts.sum())) + offsets], counts
 
 
 _region_cache: "OrderedDict[tuple, RegionIndex]" = OrderedDict()
+_region_cache_lock = threading.Lock()
 
 
-def cached_region_index(image: np.ndarray, n_pixels: int, **options) -> RegionIndex:
-    """The :class:`RegionIndex` of :func:`cached_segment_masks`'s masks on a grid of ``n_pixels``,
-    memoized like them (same key, LRU of :data:`SEGMENT_CACHE_SIZE`)."""
-    key = (_segment_key(image, options), int(n_pixels))
-    with _segment_cache_lock:
+def cached_region_index(image: np.ndarray, **options) -> RegionIndex:
+    """:func:`segment_masks` of ``image`` ``(C, *spatial)`` as a :class:`RegionIndex` on its spatial
+    grid, memoized on the image's bytes and the options (LRU, at most :data:`SEGMENT_CACHE_SIZE`
+    images; thread-safe, so a pool may segment a group ahead of the model passes)."""
+    image = np.ascontiguousarray(image)
+    key = (hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest(), image.shape, image.dtype.str,
+           tuple(sorted((name, repr(value)) for name, value in options.items())))
+    with _region_cache_lock:
         if key in _region_cache:
             _region_cache.move_to_end(key)
             return _region_cache[key]
-    index = RegionIndex(cached_segment_masks(image, **options), n_pixels)
-    with _segment_cache_lock:
+    index = RegionIndex(segment_masks(image, **options), int(np.prod(image.shape[1:])))
+    with _region_cache_lock:
         _region_cache[key] = index
         while len(_region_cache) > SEGMENT_CACHE_SIZE:
             _region_cache.popitem(last=False)
@@ -340,7 +315,7 @@ def xrai(model: torch.nn.Module, x: torch.Tensor, target: TargetLike = None, *,
     images = x.detach().cpu().numpy()
     maps = []
     for b in range(x.shape[0]):
-        regions = cached_region_index(images[b], merged[b].size, segmentation=segmentation,
+        regions = cached_region_index(images[b], segmentation=segmentation,
                                       felzenszwalb_scales=felzenszwalb_scales, felzenszwalb_sigma=felzenszwalb_sigma,
                                       felzenszwalb_min_size=felzenszwalb_min_size, resize_to=resize_to,
                                       slic_segments=slic_segments, slic_compactness=slic_compactness,

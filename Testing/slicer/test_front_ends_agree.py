@@ -164,7 +164,7 @@ def test_the_slicer_logic_gives_the_cohort_numbers_of_each_image_and_the_pipelin
         assert per_state[-1] == pytest.approx(api["randomization"]["curves"][method]["ssim_final_per_study"]
                                               [sample_index], abs=TOLERANCE)
         # beyond the study: the same numbers for this image (the noise field and the random pixel
-        # order come from the run's seed, not the study id)
+        # order are drawn from the run's seed and the image itself, not the study id)
         assert mine["data_randomization"]["ssim"][method][0] == pytest.approx(
             api["data_randomization"]["ssim"][method][sample_index], abs=TOLERANCE)
         for perturbation in ("noise", "shift"):

@@ -76,13 +76,17 @@ class Faithfulness:
         self.settings = settings
         self.curves = deletion_insertion(settings)
         self.random: Dict[str, Tuple[float, float]] = {}
+        self.seeds: Dict[str, int] = {}
 
     def numbers(self, model, images, maps: np.ndarray, targets, study_ids: List[str]) -> List[Dict[str, float]]:
         """Per study: the map's deletion / insertion areas and the random order's. ``images``
         ``(B, C, *spatial)``, ``maps`` ``(B, *spatial)``, ``targets`` ``(B,)`` explained classes."""
         from ..metrics.faithfulness import random_order_maps
 
-        seeds = [image_seed(self.settings.seed, "random order", images[i]) for i in range(len(study_ids))]
+        for i, study_id in enumerate(study_ids):        # hashed once per study, not once per method
+            if study_id not in self.seeds:
+                self.seeds[study_id] = image_seed(self.settings.seed, "random order", images[i])
+        seeds = [self.seeds[s] for s in study_ids]
         missing = [i for i, s in enumerate(study_ids) if s not in self.random]
         if missing:
             random_maps = random_order_maps(maps.shape[1:], [seeds[i] for i in missing])

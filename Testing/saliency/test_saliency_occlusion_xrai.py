@@ -86,6 +86,7 @@ def _greedy_by_recomputing(attribution, masks, min_pixel_diff, area_threshold):
     """XRAI's greedy ranking as written: every step recomputes every mask's gain on its uncovered
     pixels (sets, no incremental update); the reference of the fast ranking."""
     flat = attribution.ravel()
+    masks = [np.unique(m) for m in masks]
     covered = np.zeros(flat.size, bool)
     output = np.full(flat.size, -np.inf)
     alive = list(range(len(masks)))
@@ -93,14 +94,14 @@ def _greedy_by_recomputing(attribution, masks, min_pixel_diff, area_threshold):
     while True:
         gains = {}
         for m in alive:
-            new = np.unique(masks[m])[~covered[np.unique(masks[m])]]
+            new = masks[m][~covered[masks[m]]]
             if new.size >= min_pixel_diff:
                 gains[m] = flat[new].mean()
         alive = list(gains)
         if not gains:
             break
         best = max(gains, key=lambda m: (gains[m], -m))
-        new = np.unique(masks[best])[~covered[np.unique(masks[best])]]
+        new = masks[best][~covered[masks[best]]]
         covered[new] = True
         output[new] = gains[best]
         order.append(best)

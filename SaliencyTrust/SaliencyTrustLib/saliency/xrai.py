@@ -15,8 +15,9 @@ package (``saliency/core/xrai.py``, "full" algorithm) on our Integrated Gradient
    region that first covered it, uncovered pixels the mean attribution over them.
 
 The ranking is incremental: each mask's uncovered count and sum are updated, when pixels get
-covered, from an index of which masks hold each pixel (:class:`RegionIndex`, built once per image
-and cached with its segments, as the cascade explains the same image many times), which gives the
+covered, from an index of which masks hold each pixel (:class:`RegionIndex`, segmented, built and
+cached once per image by :func:`cached_region_index`, as the cascade explains the same image many
+times), which gives the
 same choices as recomputing every mask's gain at every step, in time proportional to the masks'
 total size.
 """
